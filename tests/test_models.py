@@ -1,0 +1,50 @@
+"""Model shapes for both archs and many image shapes, weight sharing, and saving/loading."""
+
+import keras
+import numpy as np
+import pytest
+
+from vae_cli.config import Config
+from vae_cli.models import build_vae
+
+SHAPES = [(28, 28, 1), (32, 32, 3), (8, 8, 1), (30, 30, 1), (17, 9, 2)]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_output_shapes(arch, shape):
+    config = Config(arch=arch, latent_dim=3, hidden_dim=16, conv_filters=(4, 4))
+    encoder, decoder, vae = build_vae(config, shape)
+    x = np.random.default_rng(0).random((5, *shape), dtype=np.float32)
+    z_mean, z_log_var, z = encoder(x)
+    assert z_mean.shape == z_log_var.shape == z.shape == (5, 3)
+    assert decoder(z).shape == (5, *shape)
+    x_hat = np.asarray(vae(x))
+    assert x_hat.shape == (5, *shape)
+    assert x_hat.min() >= 0.0 and x_hat.max() <= 1.0
+
+
+def test_models_share_weights():
+    encoder, decoder, vae = build_vae(Config(arch="mlp", hidden_dim=8), (8, 8, 1))
+    assert {id(w) for w in encoder.weights + decoder.weights} >= {id(w) for w in vae.trainable_weights}
+
+
+def test_no_lambda_layers_and_names():
+    models = build_vae(Config(arch="conv"), (28, 28, 1))
+    assert [m.name for m in models] == ["encoder", "decoder", "vae"]
+    for model in models:
+        for layer in model._flatten_layers():
+            assert not isinstance(layer, keras.layers.Lambda)
+    assert models.encoder.get_layer("z_mean") and models.encoder.get_layer("z_log_var")
+
+
+def test_saved_models_reload_in_safe_mode_with_identical_outputs(tmp_path):
+    encoder, decoder, _ = build_vae(Config(arch="conv", hidden_dim=16, conv_filters=(4,)), (12, 12, 1))
+    decoder.save(tmp_path / "decoder.keras")
+    encoder.save(tmp_path / "encoder.keras")
+    z = np.random.default_rng(1).standard_normal((4, 2)).astype(np.float32)
+    again = keras.models.load_model(tmp_path / "decoder.keras", safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(decoder(z)), np.asarray(again(z)))
+    enc2 = keras.models.load_model(tmp_path / "encoder.keras", safe_mode=True)
+    x = np.random.default_rng(2).random((3, 12, 12, 1), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(encoder(x)[0]), np.asarray(enc2(x)[0]), atol=0)

@@ -1,0 +1,64 @@
+"""The shell shared by every command: one-line errors, exit codes, quiet TensorFlow start-up."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+from ..errors import TrainingFailed, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `prog: error: ... (see prog --help)`, exit code 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ start-up chatter; must run before tensorflow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_main(prog: str, work: Callable[[], int | None]) -> int:
+    """Run a command's work, turning known failures into one stderr line and an exit code."""
+    try:
+        return work() or 0
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return UsageError.exit_code
+    except TrainingFailed as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return TrainingFailed.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 32,64, got {text!r}") from None

@@ -1,0 +1,92 @@
+"""Registered custom layers: the VAE's randomness and its loss terms live here, not in Lambdas.
+
+Keras 3 has no functional `Model.add_loss`; a layer's `self.add_loss` inside `call` is the
+supported route, and registering the classes lets saved models load with `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from .losses import kl_divergence, reconstruction_nll
+
+# exp(log_var) must stay finite even when a diverging encoder emits huge values; e^20 ~ 5e8 is
+# already far beyond any useful posterior variance for data in [0, 1].
+LOG_VAR_RANGE = (-30.0, 20.0)
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
+class Sampling(layers.Layer):
+    """Draws z = mean + exp(log_var / 2) * eps and adds beta * KL(q(z|x) || N(0, I)) to the loss.
+
+    Args:
+        seed: seed of the layer's `SeedGenerator` (required under tf.distribute).
+
+    Call arguments:
+        inputs: `[z_mean, z_log_var]`, each `(batch, latent_dim)`.
+
+    The KL weight `beta` is a non-trainable variable so a warm-up callback can change it
+    between epochs without retracing; the unweighted KL is tracked as the metric `kl`.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    def build(self, input_shape):
+        self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        z_log_var = ops.clip(z_log_var, *LOG_VAR_RANGE)
+        kl = kl_divergence(z_mean, z_log_var)  # (batch,)
+        self.add_loss(self.beta * ops.mean(kl))
+        self.kl_tracker.update_state(kl)
+        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
+class ReconstructionLoss(layers.Layer):
+    """Passes x_hat through and adds weight * -log p(x | x_hat) (nats per example) to the loss.
+
+    Args:
+        likelihood: "bernoulli" or "gaussian" (see `losses.reconstruction_nll`).
+        weight: multiplier of the term in the training loss; the tracked metric `recon` is
+            unweighted so it stays comparable across runs.
+
+    Call arguments:
+        inputs: `[x, x_hat]`, both `(batch, H, W, C)`.
+    """
+
+    def __init__(self, likelihood="bernoulli", weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(
+                f"Invalid value received for argument `likelihood`. Expected 'bernoulli' or "
+                f"'gaussian'. Received: likelihood={likelihood}")
+        self.likelihood = likelihood
+        self.weight = float(weight)
+        self.recon_tracker = keras.metrics.Mean(name="recon")
+
+    def call(self, inputs):
+        x, x_hat = inputs
+        nll = reconstruction_nll(x, x_hat, self.likelihood)  # (batch,)
+        self.add_loss(self.weight * ops.mean(nll))
+        self.recon_tracker.update_state(nll)
+        return x_hat
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        return {**super().get_config(), "likelihood": self.likelihood, "weight": self.weight}

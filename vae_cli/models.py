@@ -1,0 +1,86 @@
+"""Encoder, decoder and the VAE that joins them, built functionally from a Config.
+
+Shapes are derived from the data, never hard-coded: any H x W x C works for both archs. The
+conv encoder halves H and W per stage (max-pooling with "same" padding rounds up), the decoder
+doubles them back and crops the excess, so a 30x30 input (30 -> 15 -> 8 -> 16 -> 32 -> 30)
+is reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import keras
+from keras import layers
+
+from .config import Config
+from .layers import ReconstructionLoss, Sampling
+
+
+class VAEModels(NamedTuple):
+    encoder: keras.Model  # x -> [z_mean, z_log_var, z]
+    decoder: keras.Model  # z -> x_hat
+    vae: keras.Model  # x -> x_hat, with the KL and reconstruction terms added as losses
+
+
+def _conv_grid(input_shape, n_stages: int) -> tuple[int, int]:
+    h, w = input_shape[0], input_shape[1]
+    for _ in range(n_stages):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return h, w
+
+
+def build_encoder(config: Config, input_shape) -> keras.Model:
+    """(batch, H, W, C) -> z_mean, z_log_var, z, each (batch, latent_dim)."""
+    x_in = keras.Input(shape=input_shape, name="x")
+    h = x_in
+    if config.arch == "conv":
+        for i, filters in enumerate(config.conv_filters, start=1):
+            h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(h)
+            h = layers.MaxPooling2D(2, padding="same", name=f"pool{i}")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(config.hidden_dim, activation="relu", name="hidden")(h)
+    z_mean = layers.Dense(config.latent_dim, name="z_mean")(h)
+    z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(h)
+    z = Sampling(seed=config.seed, name="z")([z_mean, z_log_var])
+    return keras.Model(x_in, [z_mean, z_log_var, z], name="encoder")
+
+
+def build_decoder(config: Config, input_shape) -> keras.Model:
+    """(batch, latent_dim) -> x_hat (batch, H, W, C) with values in (0, 1)."""
+    height, width, channels = input_shape
+    z_in = keras.Input(shape=(config.latent_dim,), name="z")
+    h = layers.Dense(config.hidden_dim, activation="relu", name="hidden")(z_in)
+    if config.arch == "mlp":
+        h = layers.Dense(height * width * channels, activation="sigmoid", name="pixels")(h)
+        x_hat = layers.Reshape(tuple(input_shape), name="x_hat")(h)
+        return keras.Model(z_in, x_hat, name="decoder")
+
+    filters = config.conv_filters[::-1]
+    gh, gw = _conv_grid(input_shape, len(filters))
+    h = layers.Dense(gh * gw * filters[0], activation="relu", name="grid")(h)
+    h = layers.Reshape((gh, gw, filters[0]), name="reshape")(h)  # (batch, gh, gw, f)
+    for i, f in enumerate(filters, start=1):
+        h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
+        h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
+    extra_h, extra_w = gh * 2 ** len(filters) - height, gw * 2 ** len(filters) - width
+    if extra_h or extra_w:
+        crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
+        h = layers.Cropping2D(crop, name="crop")(h)  # back to (batch, H, W, f)
+    x_hat = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="x_hat")(h)
+    return keras.Model(z_in, x_hat, name="decoder")
+
+
+def build_vae(config: Config, input_shape) -> VAEModels:
+    """The three models share weights: training `vae` trains `encoder` and `decoder`."""
+    input_shape = tuple(int(d) for d in input_shape)
+    encoder = build_encoder(config, input_shape)
+    decoder = build_decoder(config, input_shape)
+    x_in = keras.Input(shape=input_shape, name="x")
+    _, _, z = encoder(x_in)
+    x_hat = decoder(z)
+    x_hat = ReconstructionLoss(config.likelihood, config.recon_weight, name="reconstruction")(
+        [x_in, x_hat])
+    vae = keras.Model(x_in, x_hat, name="vae")
+    return VAEModels(encoder, decoder, vae)
