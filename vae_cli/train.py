@@ -18,7 +18,14 @@ from . import __version__, run as rundir
 from .config import Config
 from .data import Dataset, make_tf_dataset
 from .errors import TrainingFailed
+from .evaluate import evaluate
 from .figures import draw_figures
+
+
+# Held-out ELBO and IW bound written into metrics.json: small enough to add seconds, not minutes.
+# vae-eval computes the full numbers.
+EVAL_EXAMPLES = 2000
+EVAL_IW_SAMPLES = 50
 
 
 def kl_weight(epoch: int, beta: float, warmup_epochs: int) -> float:
@@ -129,7 +136,8 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> Tr
 
     start = time.perf_counter()
     fit = models.vae.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                         verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks)
+                         verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks,
+                         shuffle=False)  # the tf.data pipeline shuffles, seeded
     wall = time.perf_counter() - start
     if nan_guard.where is not None:
         epoch, step = nan_guard.where
@@ -151,6 +159,10 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> Tr
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
 
     metrics = _metrics(config, data, history, wall, writer.epoch_seconds, devices)
+    metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
+                               likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
+                               seed=config.seed)
+    metrics["eval"]["split"] = data.val_split
     rundir.write_json(run / rundir.METRICS_FILE, metrics)
     return TrainResult(history, metrics)
 
