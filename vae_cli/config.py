@@ -100,7 +100,10 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
     """Validate one value against its field; `label` says where it came from (flag or preset)."""
     name = f.name
-    if f.type in ("int", int):
+    if f.type in ("bool", bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"{label}: expected true or false, got {value!r}")
+    elif f.type in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"{label}: expected an integer, got {value!r}")
         low = 0 if name in ("kl_warmup_epochs", "seed") else 1

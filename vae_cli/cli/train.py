@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(Config):
         default = getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        if isinstance(default, bool):
+            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                                help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
+            continue
         parser.add_argument(
             "--" + f.name.replace("_", "-"), type=_TYPES[str(f.type)], choices=f.metadata.get("choices"),
             metavar=None if f.metadata.get("choices") else f.name.upper(),
