@@ -20,6 +20,9 @@ from .errors import UsageError
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OPTIMIZERS = ("adam", "rmsprop")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+CHANNELS = (0, 1, 3)  # 0: as stored
+MAX_IMAGE_SIDE = 4096
 
 # Bumped when config.json changes in a way older readers would misread.
 FORMAT_VERSION = 1
@@ -47,9 +50,13 @@ class Config:
 
     # data
     dataset: str = field(default="mnist", metadata=_help(
-        "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH or idx:DIR"))
+        "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR or folder:DIR (image files)"))
     validation_split: float = field(default=0.1, metadata=_help(
         "fraction held out for validation when the dataset has no test split"))
+    image_size: str = field(default="", metadata=_help(
+        "resize every image to SIZE (square) or HxW, e.g. 64 or 64x48 (default: the stored size)"))
+    channels: int = field(default=0, metadata=_help(
+        "1 (grayscale) or 3 (RGB); default: as stored (folders: 1 if every image is grayscale, else 3)"))
 
     # model
     arch: str = field(default="conv", metadata=_help("encoder/decoder family", choices=ARCHS))
@@ -74,6 +81,10 @@ class Config:
     learning_rate: float = field(default=1e-3, metadata=_help("optimizer step size"))
     optimizer: str = field(default="adam", metadata=_help("optimizer", choices=OPTIMIZERS))
     seed: int = field(default=0, metadata=_help("seeds the data split, weights and sampling"))
+    strategy: str = field(default="auto", metadata=_help(
+        "tf.distribute strategy: auto (mirrored when more than one GPU is visible), default (one "
+        "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG); "
+        "--batch-size is the global batch", choices=STRATEGIES))
 
     # output
     out: str = field(default="outputs", metadata=_help("folder that receives the run directory"))
@@ -88,6 +99,11 @@ class Config:
     def run_name(self) -> str:
         return self.name or self.arch
 
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        """--image-size as (height, width), or None to keep the stored size."""
+        return parse_image_size(self.image_size)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["conv_filters"] = list(self.conv_filters)
@@ -95,6 +111,20 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_IMAGE_SIZE_RE = re.compile(r"^([0-9]{1,5})(?:x([0-9]{1,5}))?$")
+
+
+def parse_image_size(text: str) -> tuple[int, int] | None:
+    """'' -> None, '64' -> (64, 64), '64x48' -> (64, 48) as (height, width); ValueError otherwise."""
+    if text == "":
+        return None
+    match = _IMAGE_SIZE_RE.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"expected SIZE or HxW such as 64 or 64x48, got {text!r}")
+    h, w = int(match[1]), int(match[2] or match[1])
+    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+        raise ValueError(f"expected sides from 1 to {MAX_IMAGE_SIDE} pixels, got {text!r}")
+    return h, w
 
 
 def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
@@ -106,6 +136,10 @@ def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
     elif f.type in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"{label}: expected an integer, got {value!r}")
+        if name == "channels":
+            if value not in CHANNELS:
+                raise UsageError(f"{label}: expected 1 (grayscale) or 3 (RGB), got {value}")
+            return
         low = 0 if name in ("kl_warmup_epochs", "seed") else 1
         high = _MAX_INT[name]
         if not low <= value <= high:
@@ -126,6 +160,11 @@ def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
                 f"no '..', at most 100 characters), got {value!r}")
         if name in ("dataset", "out") and not value:
             raise UsageError(f"{label}: must not be empty")
+        if name == "image_size":
+            try:
+                parse_image_size(value)
+            except ValueError as e:
+                raise UsageError(f"{label}: {e}") from None
     else:  # conv_filters
         if (not isinstance(value, (tuple, list)) or not value or len(value) > 6
                 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096 for v in value)):

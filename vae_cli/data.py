@@ -23,12 +23,15 @@ import numpy as np
 from .errors import UsageError
 
 NAMES = ("mnist", "mnist-5k", "fashion_mnist", "cifar10")
-DATASET_HELP = "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR"
+DATASET_HELP = "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR, folder:DIR"
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "x", "y")
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """An in-memory source. Folder sources (folders.FolderDataset) offer the same interface, with
+    x_val/y_val a bounded sample and train/validation batches streamed from disk."""
+
     x_train: np.ndarray  # float32 (N, H, W, C) in [0, 1]
     y_train: np.ndarray | None  # int64 (N,), None when the source has no labels
     x_val: np.ndarray
@@ -44,6 +47,35 @@ class Dataset:
     def num_classes(self) -> int | None:
         labels = [y for y in (self.y_train, self.y_val) if y is not None and len(y)]
         return int(max(y.max() for y in labels)) + 1 if labels else None
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.x_val)
+
+    @property
+    def info(self) -> dict:
+        """What config.json and metrics.json record about the data."""
+        return {"used": self.source, "validation": self.val_split, "n_train": self.n_train,
+                "n_val": self.n_val}
+
+    def train_batches(self, batch_size: int, *, seed: int, shard=None, repeat: bool = False,
+                      labels: bool = False):
+        """Shuffled tf.data batches; see `make_tf_dataset` for shard and repeat."""
+        return make_tf_dataset(self.x_train, batch_size=batch_size, shuffle=True, seed=seed,
+                               y=self._labels(self.y_train, labels), shard=shard, repeat=repeat)
+
+    def val_batches(self, batch_size: int, *, shard=None, labels: bool = False):
+        return make_tf_dataset(self.x_val, batch_size=batch_size, shuffle=False, seed=0,
+                               y=self._labels(self.y_val, labels), shard=shard)
+
+    def _labels(self, y, wanted: bool):
+        if wanted and y is None:
+            raise UsageError(f"dataset {self.source.split(':')[0]!r} has no labels")
+        return y if wanted else None
 
 
 @dataclass(frozen=True)
@@ -64,14 +96,16 @@ def _stderr_warn(message: str) -> None:
 # ---------------------------------------------------------------- spec parsing and public API
 
 
+_PATH_KINDS = {"npz": "npz:PATH", "idx": "idx:DIR", "folder": "folder:DIR"}
+
+
 def _parse_spec(spec: str) -> tuple[str, str]:
-    """Split 'npz:PATH' / 'idx:DIR' / 'name' into (kind, argument); unknown names are rejected."""
-    for kind in ("npz", "idx"):
+    """Split 'npz:PATH' / 'idx:DIR' / 'folder:DIR' / 'name' into (kind, argument)."""
+    for kind, usage in _PATH_KINDS.items():
         if spec.startswith(kind + ":"):
             arg = spec[len(kind) + 1:]
             if not arg:
-                raise UsageError(f"dataset '{spec}': missing path after '{kind}:'; "
-                                 f"use {'npz:PATH' if kind == 'npz' else 'idx:DIR'}")
+                raise UsageError(f"dataset '{spec}': missing path after '{kind}:'; use {usage}")
             return kind, arg
     if spec in NAMES:
         return spec, ""
@@ -87,12 +121,25 @@ def check_dataset_spec(spec: str) -> None:
     if kind == "idx" and not path.is_dir():
         raise UsageError(f"dataset '{spec}': folder {path} does not exist; "
                          "give a folder holding MNIST-format IDX files")
+    if kind == "folder" and not path.is_dir():
+        raise UsageError(f"dataset '{spec}': folder {path} does not exist; give a folder of "
+                         "PNG/JPEG/BMP/GIF images (class subfolders become labels)")
 
 
-def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0,
-                 warn=_stderr_warn) -> Dataset:
-    """Load a source; its own test split is the validation set, else a seeded slice of train."""
+def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0, image_size=None,
+                 channels: int = 0, warn=_stderr_warn):
+    """Load a source; its own test split is the validation set, else a seeded slice of train.
+
+    image_size (height, width) and channels (1 or 3; 0 keeps what is stored) reshape the images.
+    Returns a Dataset, or a folders.FolderDataset (same interface, streamed) for folder:DIR.
+    """
     _check_fraction(validation_split)
+    if _parse_spec(spec)[0] == "folder":
+        from .folders import load_folder
+
+        check_dataset_spec(spec)
+        return load_folder(spec, validation_split=validation_split, seed=seed,
+                           image_size=image_size, channels=channels, warn=warn)
     raw = _load_raw(spec, warn)
     if raw.x_test is not None:
         x_tr, y_tr, x_va, y_va, desc = raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test"
@@ -100,36 +147,65 @@ def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0,
         train_idx, val_idx, desc = _split_indices(len(raw.x_train), validation_split, seed)
         x_tr, y_tr = _take(raw.x_train, raw.y_train, train_idx)
         x_va, y_va = _take(raw.x_train, raw.y_train, val_idx)
-    x_tr, x_va = _to_unit(x_tr, spec, "train"), _to_unit(x_va, spec, "validation")
-    return Dataset(x_tr, y_tr, x_va, y_va, raw.source, desc)
+    stored = x_tr.shape[1:3] + ((x_tr.shape[3],) if x_tr.ndim == 4 else (1,))
+    x_tr = _reshape(_to_unit(x_tr, spec, "train"), image_size, channels)
+    x_va = _reshape(_to_unit(x_va, spec, "validation"), image_size, channels)
+    note = "" if x_tr.shape[1:] == stored else f", converted to {'x'.join(map(str, x_tr.shape[1:]))}"
+    return Dataset(x_tr, y_tr, x_va, y_va, raw.source + note, desc)
 
 
-def load_eval_split(spec: str, *, validation_split: float, seed: int,
-                    warn=_stderr_warn) -> tuple[np.ndarray, np.ndarray | None, str]:
+def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size=None,
+                    channels: int = 0, warn=_stderr_warn) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The held-out split for evaluation and plots: the same one load_dataset validates on.
 
     Returns (x, y, description) where description equals Dataset.val_split. Only the held-out
-    images are converted to float32.
+    images are converted to float32; a folder source gives its bounded in-memory sample.
     """
     _check_fraction(validation_split)
+    if _parse_spec(spec)[0] == "folder":
+        folder = load_dataset(spec, validation_split=validation_split, seed=seed,
+                              image_size=image_size, channels=channels, warn=warn)
+        return folder.x_val, folder.y_val, folder.val_split
     raw = _load_raw(spec, warn)
     if raw.x_test is not None:
-        return _to_unit(raw.x_test, spec, "test"), raw.y_test, "test"
+        return _reshape(_to_unit(raw.x_test, spec, "test"), image_size, channels), raw.y_test, "test"
     _, val_idx, desc = _split_indices(len(raw.x_train), validation_split, seed)
     x, y = _take(raw.x_train, raw.y_train, val_idx)
-    return _to_unit(x, spec, "validation"), y, desc
+    return _reshape(_to_unit(x, spec, "validation"), image_size, channels), y, desc
 
 
-def make_tf_dataset(x, *, batch_size: int, shuffle: bool, seed: int, y=None):
+def make_tf_dataset(x, *, batch_size: int, shuffle: bool, seed: int, y=None, shard=None,
+                    repeat: bool = False):
     """tf.data pipeline for model.fit; a full-size seeded buffer gives a true, repeatable shuffle."""
+    return stream_batches(x if y is None else (x, y), len(x), batch_size=batch_size,
+                          seed=seed if shuffle else None, shard=shard, repeat=repeat)
+
+
+def stream_batches(elements, count: int, *, batch_size: int, seed: int | None, shard=None,
+                   repeat: bool = False, decode=None):
+    """The one batching pipeline, for arrays and for files streamed from disk.
+
+    seed: shuffle with a seeded buffer of all `count` elements (None: keep the order); for folders
+    the elements are file paths, so the buffer holds names, not images. shard=(n, i): keep every
+    n-th element from i (one worker's share). repeat: an endless stream of full batches, for
+    loops that count steps. decode: maps an element to an image after the shuffle, in parallel;
+    elements it fails on are dropped rather than ending the epoch.
+    """
     import tensorflow as tf
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected an integer >= 1, got {batch_size}")
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
-    if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices(elements)
+    if shard is not None and shard[0] > 1:
+        ds = ds.shard(*shard)
+        count = len(range(shard[1], count, shard[0]))
+    if seed is not None:
+        ds = ds.shuffle(max(1, count), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if decode is not None:
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    return ds.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -173,6 +249,16 @@ def _to_unit(x: np.ndarray, spec: str, what: str) -> np.ndarray:
     if hi > 1:
         out *= np.float32(1 / 255)
     return out
+
+
+def _reshape(x: np.ndarray, image_size, channels: int) -> np.ndarray:
+    """--image-size / --channels for in-memory arrays, converted in chunks to bound the peak."""
+    if tuple(image_size or x.shape[1:3]) == x.shape[1:3] and channels in (0, x.shape[-1]):
+        return x
+    from .folders import adapt_images
+
+    chunks = [np.asarray(adapt_images(x[i:i + 4096], image_size, channels)) for i in range(0, len(x), 4096)]
+    return np.concatenate(chunks) if chunks else x
 
 
 def _labels(y: np.ndarray, n: int, spec: str, name: str) -> np.ndarray:

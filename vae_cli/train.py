@@ -10,13 +10,14 @@ import math
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, run as rundir
+from . import __version__, distribute, run as rundir
 from .config import Config
-from .data import Dataset, make_tf_dataset
+from .data import Dataset
 from .errors import TrainingFailed
 from .evaluate import evaluate
 from .figures import draw_figures
@@ -114,30 +115,43 @@ def describe_devices() -> list[str]:
     return [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
 
 
-def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> TrainResult:
+def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None) -> TrainResult:
+    """`data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy
+    from distribute.make_strategy (None: one device)."""
     import keras
+    import tensorflow as tf
 
     from . import plots
     from .models import build_vae
 
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     devices = describe_devices()
     log(f"devices: {', '.join(devices)}")
-    models = build_vae(config, data.input_shape)
-    models.vae.compile(optimizer=_make_optimizer(config))
+    with strategy.scope():  # variables, optimizer slots and metrics become distributed
+        models = build_vae(config, data.input_shape)
+        models.vae.compile(optimizer=_make_optimizer(config))
     rundir.save_config(run, config, data.input_shape, data.num_classes,
-                       {"requested": config.dataset, "used": data.source, "validation": data.val_split,
-                        "n_train": int(len(data.x_train)), "n_val": int(len(data.x_val))})
+                       {"requested": config.dataset, **data.info})
 
-    train_ds = make_tf_dataset(data.x_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = make_tf_dataset(data.x_val, batch_size=config.batch_size, shuffle=False, seed=config.seed)
     fixed_z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32")
     callbacks, nan_guard, writer = _callbacks(config, run, models, fixed_z)
 
     start = time.perf_counter()
-    fit = models.vae.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                         verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks,
-                         shuffle=False)  # the tf.data pipeline shuffles, seeded
+    verbose = 1 if sys.stdout.isatty() else 2
+    if distribute.needs_custom_loop(strategy):
+        fit = distribute.fit_custom_loop(models.vae, strategy, data, batch_size=config.batch_size,
+                                         seed=config.seed, epochs=config.epochs, callbacks=callbacks,
+                                         verbose=verbose)
+    else:
+        with warnings.catch_warnings():
+            # Streamed folders drop undecodable files, so their length is unknown until the
+            # first epoch ends; Keras warns about that end as if data were missing.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            fit = models.vae.fit(data.train_batches(config.batch_size, seed=config.seed),
+                                 validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
+                                 verbose=verbose, callbacks=callbacks,
+                                 shuffle=False)  # the tf.data pipeline shuffles, seeded
     wall = time.perf_counter() - start
     if nan_guard.where is not None:
         epoch, step = nan_guard.where
@@ -146,6 +160,11 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> Tr
             f"learning rate ({config.learning_rate:g}) is probably too high, try a smaller "
             f"--learning-rate; weights of the best finished epoch are in {run / rundir.BEST_WEIGHTS_FILE}")
 
+    if not distribute.is_default(strategy):
+        models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
+                                               strategy, log=log)
+        if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
+            return TrainResult({k: [float(v) for v in vals] for k, vals in fit.history.items()}, {})
     with rundir.atomic_path(run / rundir.WEIGHTS_FILE) as tmp:
         models.vae.save_weights(tmp)
     for model, name in ((models.encoder, rundir.ENCODER_FILE), (models.decoder, rundir.DECODER_FILE)):
@@ -159,6 +178,7 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> Tr
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
 
     metrics = _metrics(config, data, history, wall, writer.epoch_seconds, devices)
+    metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
     metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
                                likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
                                seed=config.seed)
@@ -179,10 +199,9 @@ def _metrics(config, data, history, wall, epoch_seconds, devices) -> dict:
         "final": final,
         "best_val_loss": min(history["val_loss"]) if history.get("val_loss") else None,
         "wall_seconds": round(wall, 3),
-        "train_samples_per_second": round(len(data.x_train) / float(np.median(steady)), 1),
+        "train_samples_per_second": round(data.n_train / float(np.median(steady)), 1),
         "devices": devices,
-        "dataset": {"requested": config.dataset, "used": data.source, "validation": data.val_split,
-                    "n_train": int(len(data.x_train)), "n_val": int(len(data.x_val))},
+        "dataset": {"requested": config.dataset, **data.info},
         "versions": {"vae_cli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
     }

