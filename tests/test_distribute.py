@@ -138,6 +138,7 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(unlabelled_pngs, 
             p.kill()
     for p, (stdout, stderr) in zip(procs, outputs):
         assert p.returncode == 0, stdout[-2000:] + stderr[-3000:]
+        assert "unhealthy" not in stderr  # no worker left while another still needed it
     digests = [re.findall(r"final weights sha256 ([0-9a-f]{64})", stdout) for stdout, _ in outputs]
     assert len(digests[0]) == 1 and digests[0] == digests[1]
 

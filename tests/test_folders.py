@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from vae_cli.cli.train import main
-from vae_cli.data import load_dataset
+from vae_cli.data import Dataset, load_dataset, load_eval_split
 from vae_cli.errors import UsageError
 
 CLASS_VALUE = {"ant": 30, "bee": 130, "cat": 230}  # each class is one grey level, so labels can be checked
@@ -73,6 +73,28 @@ def test_training_batches_are_shuffled_reproducibly_and_shards_split_the_files(l
     assert sorted(np.concatenate(halves)) == sorted(order(seed=3))
     endless = ds.train_batches(4, seed=0, repeat=True).take(3 * ds.n_train)
     assert {b.shape[0] for b in endless.as_numpy_iterator()} == {4}  # full batches forever
+
+
+def test_eval_split_of_a_folder_is_its_validation_sample(labelled):
+    ds = _load(labelled, image_size=(6, 5))
+    x, y, desc = load_eval_split(f"folder:{labelled}", validation_split=0.25, seed=0, image_size=(6, 5))
+    np.testing.assert_array_equal(x, ds.x_val)
+    np.testing.assert_array_equal(y, ds.y_val)
+    assert desc == ds.val_split == "validation: 25% of train held out (6 of 24, seed 0)"
+
+
+def test_in_memory_sources_offer_the_same_batches():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    ds = Dataset(x[:7], np.arange(7), x[7:], None, "arrays", "test")
+    assert ds.n_train == 7 and ds.n_val == 3 and ds.info["n_train"] == 7
+    shards = [_stream(ds.train_batches(2, seed=0, shard=(2, i))).ravel() for i in (0, 1)]
+    assert sorted(np.concatenate(shards)) == list(range(7))
+    images, labels = _stream(ds.train_batches(3, seed=0, labels=True), labels=True)
+    np.testing.assert_array_equal(images.ravel(), labels)  # pairs stay together through the shuffle
+    assert [len(b) for b in ds.train_batches(3, seed=0, repeat=True).take(5).as_numpy_iterator()] == [3] * 5
+    np.testing.assert_array_equal(_stream(ds.val_batches(2)).ravel(), [7, 8, 9])
+    with pytest.raises(UsageError, match="has no labels"):
+        ds.val_batches(2, labels=True)
 
 
 def test_images_directly_in_the_folder_have_no_labels(tmp_path):

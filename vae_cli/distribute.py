@@ -182,6 +182,23 @@ def single_device_copy(models, build, strategy, log=print):
     return copies
 
 
+def wait_for_all(strategy) -> None:
+    """A barrier across workers (one tiny all-reduce by the strategy): a worker that finished
+    first stays until the chief has written the run directory, so the chief never sees it leave
+    (TensorFlow logs a departed worker as crashed)."""
+    import tensorflow as tf
+
+    def one():
+        return tf.constant(1.0)
+
+    @tf.function
+    def barrier():
+        return strategy.reduce("SUM", strategy.run(one), axis=None)
+
+    if needs_custom_loop(strategy):
+        barrier()
+
+
 def weights_digest(model) -> str:
     """sha256 of every weight, in order: equal digests mean bit-identical models."""
     import numpy as np
@@ -220,7 +237,7 @@ def _replica_steps(model, strategy, loss_tracker, global_batch: int):
     def train_step(iterator):
         strategy.run(train_on_replica, args=(next(iterator),))
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # the last batch is smaller
     def validation_step(batch):
         strategy.run(validate_on_replica, args=(batch,))
 
@@ -241,7 +258,7 @@ def fit_custom_loop(model, strategy, data, *, batch_size: int, seed: int, epochs
         return strategy.distribute_datasets_from_function(lambda ctx: make(
             ctx.get_per_replica_batch_size(batch_size), shard=(ctx.num_input_pipelines, ctx.input_pipeline_id)))
 
-    train = pipeline(lambda b, shard: data.train_batches(b, seed=seed, shard=shard, repeat=True))
+    train = iter(pipeline(lambda b, shard: data.train_batches(b, seed=seed, shard=shard, repeat=True)))
     val = pipeline(lambda b, shard: data.val_batches(b, shard=shard))
     with strategy.scope():  # slot variables made inside the first traced step break MirroredStrategy
         model.optimizer.build(model.trainable_variables)
@@ -252,22 +269,12 @@ def fit_custom_loop(model, strategy, data, *, batch_size: int, seed: int, epochs
     history = keras.callbacks.History()
     hooks = keras.callbacks.CallbackList([*callbacks, history], add_progbar=verbose != 0, model=model,
                                          verbose=verbose, epochs=epochs, steps=steps)
-    model.stop_training = False
+    model.stop_training, logs = False, {}
     hooks.on_train_begin()
-    iterator, logs = iter(train), {}
     for epoch in range(epochs):
-        for m in metrics:
-            m.reset_state()
         hooks.on_epoch_begin(epoch)
-        for step in range(steps):
-            hooks.on_train_batch_begin(step)
-            train_step(iterator)
-            hooks.on_train_batch_end(step, _results(metrics))
-            if model.stop_training:
-                break
-        logs = _results(metrics)
-        for m in metrics:
-            m.reset_state()
+        logs = _train_epoch(model, train, train_step, steps, metrics, loss_tracker, hooks)
+        _reset(metrics)
         for batch in val:
             validation_step(batch)
         logs.update({f"val_{k}": v for k, v in _results(metrics).items()})
@@ -278,5 +285,26 @@ def fit_custom_loop(model, strategy, data, *, batch_size: int, seed: int, epochs
     return history
 
 
+def _train_epoch(model, iterator, train_step, steps, metrics, loss_tracker, hooks) -> dict:
+    _reset(metrics)
+    for step in range(steps):
+        hooks.on_train_batch_begin(step)
+        train_step(iterator)
+        # Only the loss per step: every metric read is an all-reduce across workers.
+        hooks.on_train_batch_end(step, {"loss": float(loss_tracker.result())})
+        if model.stop_training:
+            break
+    return _results(metrics)
+
+
+def _reset(metrics) -> None:
+    for m in metrics:
+        m.reset_state()
+
+
 def _results(metrics) -> dict:
-    return {m.name: float(m.result()) for m in metrics}
+    logs = {}
+    for m in metrics:
+        value = m.result()
+        logs.update({k: float(v) for k, v in value.items()} if isinstance(value, dict) else {m.name: float(value)})
+    return logs

@@ -35,8 +35,8 @@ _TF_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF"}  # what tf.io.decode_image re
 _TF_BMP_MODES = {"L", "RGB", "RGBA"}  # TensorFlow cannot decode 1-, 4-bit or palette BMPs
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 MAX_NATIVE_SIDE = 512  # larger images need an explicit --image-size (a 4000x3000 VAE is a mistake)
-SAMPLE_BYTES = 128 << 20  # the in-memory validation sample for figures stays below this
-SAMPLE_MAX = 5000
+SAMPLE_BYTES = 64 << 20  # the in-memory validation sample for figures stays below this
+SAMPLE_MAX = 2000  # as many as metrics.json evaluates (train.EVAL_EXAMPLES)
 
 
 def adapt_images(images, image_size, channels: int):
@@ -185,23 +185,37 @@ def _probe(path: str):
     return (height, width), mode in _GRAY_MODES
 
 
+def _probe_chunk(paths):
+    """_probe over a list: (heights, widths, gray flags) arrays, 0 height for an unusable file, and
+    the reasons by index. Chunks keep the scan's memory flat: one future per file would not be."""
+    heights, widths = np.zeros(len(paths), np.int32), np.zeros(len(paths), np.int32)
+    gray, reasons = np.zeros(len(paths), bool), {}
+    for i, path in enumerate(paths):
+        probe = _probe(path)
+        if isinstance(probe, str):
+            reasons[i] = probe
+        else:
+            (heights[i], widths[i]), gray[i] = probe
+    return heights, widths, gray, reasons
+
+
 def _scan(paths, labels, spec: str, warn):
     """Keep the readable files; one warning names how many were left out and why."""
+    chunk = 256
     with ThreadPoolExecutor(max_workers=min(16, 4 * (os.cpu_count() or 1))) as pool:
-        probes = list(pool.map(_probe, paths))
-    ok = np.array([not isinstance(p, str) for p in probes], dtype=bool)
-    bad = [(paths[i], probes[i]) for i in np.flatnonzero(~ok)]
-    if bad:
-        examples = "; ".join(f"{os.path.basename(p)}: {why}" for p, why in bad[:3])
-        warn(f"dataset '{spec}': skipped {len(bad):,} of {len(paths):,} files that are not readable "
-             f"images ({examples}{'; ...' if len(bad) > 3 else ''})")
-    kept = [p for p, good in zip(paths, ok) if good]
-    if not kept:
+        parts = list(pool.map(_probe_chunk, [paths[i:i + chunk] for i in range(0, len(paths), chunk)]))
+    heights, widths, gray = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    reasons = {start * chunk + i: why for start, p in enumerate(parts) for i, why in p[3].items()}
+    ok = heights > 0
+    if reasons:
+        examples = "; ".join(f"{os.path.basename(paths[i])}: {why}" for i, why in list(reasons.items())[:3])
+        warn(f"dataset '{spec}': skipped {len(reasons):,} of {len(paths):,} files that are not readable "
+             f"images ({examples}{'; ...' if len(reasons) > 3 else ''})")
+    if not ok.any():
         raise UsageError(f"dataset '{spec}': none of the {len(paths):,} image files could be read")
-    good = [p for p in probes if not isinstance(p, str)]
-    sizes = Counter(size for size, _ in good)
-    all_gray = all(gray for _, gray in good)
-    return kept, (None if labels is None else labels[ok]), sizes, all_gray, len(bad)
+    kept = [p for p, good in zip(paths, ok) if good]
+    sizes = Counter(zip(heights[ok].tolist(), widths[ok].tolist()))
+    return kept, (None if labels is None else labels[ok]), sizes, bool(gray[ok].all()), len(reasons)
 
 
 def _image_shape(sizes: Counter, all_gray: bool, image_size, channels: int, spec: str):

@@ -68,7 +68,7 @@ def train_command(args: dict) -> int:
 
     quiet_tensorflow()
     from ..data import load_dataset
-    from ..distribute import check_batch_size, make_strategy, run_directory
+    from ..distribute import check_batch_size, make_strategy, run_directory, wait_for_all
     from ..train import train
 
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
@@ -81,6 +81,7 @@ def train_command(args: dict) -> int:
         if role.is_chief:
             print(f"run directory: {run.path}")
         result = train(config, data, run, strategy=strategy)
+    wait_for_all(strategy)
     if not role.is_chief:
         print(f"{role.describe()}: finished; the chief wrote the run directory")
         return 0
