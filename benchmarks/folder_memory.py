@@ -100,7 +100,8 @@ def main() -> None:
             t0 = time.perf_counter()
             npz = generate(work / f"pngs{n}", n, args.processes)
             print(f"wrote {n:,} PNGs in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-            for source, spec in (("folder (streamed)", f"folder:{work / f'pngs{n}'}"), ("npz (in memory)", f"npz:{npz}")):
+            specs = (("folder (streamed)", f"folder:{work / f'pngs{n}'}"), ("npz (in memory)", f"npz:{npz}"))
+            for source, spec in specs:
                 rss, wall = peak_rss_mib(spec, work / "runs")
                 rows.append((source, n, rss, wall))
                 print(f"{source}, {n:,} images: peak RSS {rss:,.0f} MiB, {wall:.0f} s", file=sys.stderr)

@@ -15,18 +15,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from vae_cli import distribute  # noqa: E402
-from vae_cli.config import Config  # noqa: E402
-from vae_cli.data import Dataset  # noqa: E402
-from vae_cli.models import build_vae  # noqa: E402
+from vae_cli import distribute
+from vae_cli.config import Config
+from vae_cli.data import Dataset
+from vae_cli.models import build_vae
 
 CONFIG = Config(arch="conv", conv_filters=(4,), hidden_dim=16, latent_dim=2, batch_size=8, seed=0)
 X = np.random.default_rng(0).random((8, 12, 10, 1), dtype=np.float32)  # one global batch

@@ -47,8 +47,10 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_roles_from_tf_config():
-    env = lambda i, kind="worker", cluster=None: {"TF_CONFIG": json.dumps(  # noqa: E731
-        {"cluster": cluster or {"worker": ["h1:1", "h2:2"]}, "task": {"type": kind, "index": i}})}
+    def env(i, kind="worker", cluster=None):
+        return {"TF_CONFIG": json.dumps({"cluster": cluster or {"worker": ["h1:1", "h2:2"]},
+                                         "task": {"type": kind, "index": i}})}
+
     assert read_role("multiworker", env(0)) == Role("worker", 0, 2, False)
     assert read_role("multiworker", env(0)).is_chief and not read_role("multiworker", env(1)).is_chief
     with_chief = {"chief": ["c:1"], "worker": ["h1:1"]}
@@ -97,7 +99,8 @@ def test_multiworker_without_tf_config_exits_2_before_any_work(tmp_path, capsys,
 
 def test_one_step_on_two_replicas_equals_one_step_on_one_device(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "mirrored_step.py")],
-                          capture_output=True, text=True, timeout=TIMEOUT_S, env=_env(), cwd=tmp_path)
+                          capture_output=True, text=True, timeout=TIMEOUT_S, env=_env(), cwd=tmp_path,
+                          check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     results = json.loads(lines[0][len("RESULTS "):])

@@ -66,7 +66,10 @@ def test_class_subfolders_become_sorted_labels_that_follow_their_images(labelled
 
 def test_training_batches_are_shuffled_reproducibly_and_shards_split_the_files(labelled):
     ds = _load(labelled, image_size=(4, 4), channels=1)
-    order = lambda **kw: _stream(ds.train_batches(4, labels=True, **kw), labels=True)[1]  # noqa: E731
+
+    def order(**kw):
+        return _stream(ds.train_batches(4, labels=True, **kw), labels=True)[1]
+
     np.testing.assert_array_equal(order(seed=3), order(seed=3))
     halves = [order(seed=3, shard=(2, i)) for i in (0, 1)]
     assert len(halves[0]) + len(halves[1]) == ds.n_train

