@@ -56,7 +56,8 @@ class Config:
     image_size: str = field(default="", metadata=_help(
         "resize every image to SIZE (square) or HxW, e.g. 64 or 64x48 (default: the stored size)"))
     channels: int = field(default=0, metadata=_help(
-        "1 (grayscale) or 3 (RGB); default: as stored (folders: 1 if every image is grayscale, else 3)"))
+        "1 (grayscale) or 3 (RGB); 0 keeps what is stored (a folder of only grayscale images gives 1, "
+        "any other folder 3)"))
 
     # model
     arch: str = field(default="conv", metadata=_help("encoder/decoder family", choices=ARCHS))

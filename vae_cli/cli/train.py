@@ -17,7 +17,7 @@ examples:
   vae-train --dataset npz:my_digits.npz --latent-dim 16
   vae-train --preset conv --dataset folder:~/data/sketches --image-size 64 --channels 1
   vae-train --preset conv --strategy mirrored
-  TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \
+  TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \\
     vae-train --preset conv --strategy multiworker --out /shared/runs
 
 precedence: built-in defaults < --preset < flags. Offline, --dataset mnist falls back to the
