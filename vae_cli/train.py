@@ -17,11 +17,11 @@ import numpy as np
 
 from . import __version__, distribute, run as rundir
 from .config import Config
-from .data import Dataset
-from .errors import TrainingFailed
+from .data import ConditionalBatches, Dataset, one_hot
+from .errors import TrainingFailed, UsageError
 from .evaluate import evaluate
-from .figures import draw_figures
-
+from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
+from .sampling import class_grid
 
 # Held-out ELBO and IW bound written into metrics.json: small enough to add seconds, not minutes.
 # vae-eval computes the full numbers.
@@ -43,7 +43,23 @@ class TrainResult:
     metrics: dict
 
 
-def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray):
+def check_data(config: Config, data: Dataset) -> None:
+    """Refuse data the config cannot train on, before a run directory is created."""
+    if config.conditional and data.num_classes is None:
+        raise UsageError(f"--conditional needs a class label for every image, but dataset "
+                         f"'{config.dataset}' has none; drop --conditional or use a labelled dataset "
+                         "(a folder: one subfolder per class)")
+
+
+def _fixed_inputs(config: Config, num_classes: int | None):
+    """Decoder inputs of the per-epoch sample grid and its column count: 64 fixed z, or for a
+    conditional run one row per class with the same 10 z in every row."""
+    if num_classes is None:
+        return np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"), 8
+    return list(class_grid(num_classes, 10, config.latent_dim, seed=config.seed)), 10
+
+
+def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs):
     import keras
 
     from . import plots
@@ -91,9 +107,9 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray):
                 self.best = logs["val_loss"]
                 with rundir.atomic_path(run / rundir.BEST_WEIGHTS_FILE) as tmp:
                     self.model.save_weights(tmp)
-            images = np.asarray(models.decoder(fixed_z, training=False))
+            images = np.asarray(models.decoder(fixed_inputs[0], training=False))
             plots.save_image_grid(images, run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png",
-                                  title=f"epoch {epoch + 1}")
+                                  ncols=fixed_inputs[1], title=f"epoch {epoch + 1}")
 
     nan_guard, writer = StopOnNaN(), RunWriter()
     tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
@@ -140,21 +156,23 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     from . import plots
     from .models import build_vae
 
+    check_data(config, data)
+    num_classes = data.num_classes if config.conditional else None
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     devices = describe_devices()
     log(f"devices: {', '.join(devices)}")
     with strategy.scope():  # variables, optimizer slots and metrics become distributed
-        models = build_vae(config, data.input_shape)
+        models = build_vae(config, data.input_shape, num_classes)
         models.vae.compile(optimizer=_make_optimizer(config))
     rundir.save_config(run, config, data.input_shape, data.num_classes,
                        {"requested": config.dataset, **data.info})
 
-    fixed_z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32")
-    callbacks, nan_guard, writer = _callbacks(config, run, models, fixed_z)
+    callbacks, nan_guard, writer = _callbacks(config, run, models, _fixed_inputs(config, num_classes))
 
     start = time.perf_counter()
-    fit = _fit(models.vae, config, data, strategy, callbacks)
+    feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
+    fit = _fit(models.vae, config, feed, strategy, callbacks)
     wall = time.perf_counter() - start
     if nan_guard.where is not None:
         epoch, step = nan_guard.where
@@ -165,8 +183,8 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
 
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     if not distribute.is_default(strategy):
-        models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
-                                               strategy, log=log)
+        models = distribute.single_device_copy(
+            models, lambda: build_vae(config, data.input_shape, num_classes), strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
             return TrainResult(history, {})
     with rundir.atomic_path(run / rundir.WEIGHTS_FILE) as tmp:
@@ -178,13 +196,15 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     for note in {n for n in notes if n}:
         log(note)
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
-                 y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
+                 y=data.y_val, out_dir=run.path, history=history, seed=config.seed, num_classes=num_classes,
+                 what=CONDITIONAL_TRAINING_FIGURES if num_classes else TRAINING_FIGURES)
 
     metrics = _metrics(config, data, history, wall, writer.epoch_seconds, devices)
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
+    eval_labels = one_hot(data.y_val[:EVAL_EXAMPLES], num_classes) if num_classes else None
     metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
                                likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
-                               seed=config.seed)
+                               seed=config.seed, labels=eval_labels)
     metrics["eval"]["split"] = data.val_split
     rundir.write_json(run / rundir.METRICS_FILE, metrics)
     return TrainResult(history, metrics)
