@@ -20,6 +20,7 @@ from .errors import UsageError
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OPTIMIZERS = ("adam", "rmsprop")
+SWITCHES = ("auto", "on", "off")
 
 # Bumped when config.json changes in a way older readers would misread.
 FORMAT_VERSION = 1
@@ -33,6 +34,7 @@ _MAX_INT = {
     "batch_size": 1 << 20,
     "kl_warmup_epochs": 1_000_000,
     "seed": 2**31 - 1,
+    "steps_per_execution": 100_000,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -75,6 +77,13 @@ class Config:
     optimizer: str = field(default="adam", metadata=_help("optimizer", choices=OPTIMIZERS))
     seed: int = field(default=0, metadata=_help("seeds the data split, weights and sampling"))
 
+    # speed: how the machine runs the same math (vae_cli/speed.py picks the automatic values)
+    steps_per_execution: int = field(default=0, metadata=_help(
+        "batches per compiled training call; 0: automatic (32)"))
+    jit_compile: str = field(default="auto", metadata=_help(
+        "XLA-compile the training step; auto: on for GPUs and for the mlp arch, off for conv on CPU "
+        "(XLA's CPU convolutions are slower)", choices=SWITCHES))
+
     # output
     out: str = field(default="outputs", metadata=_help("folder that receives the run directory"))
     name: str = field(default="", metadata=_help(
@@ -106,7 +115,7 @@ def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
     elif f.type in ("int", int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"{label}: expected an integer, got {value!r}")
-        low = 0 if name in ("kl_warmup_epochs", "seed") else 1
+        low = 0 if name in ("kl_warmup_epochs", "seed", "steps_per_execution") else 1
         high = _MAX_INT[name]
         if not low <= value <= high:
             raise UsageError(f"{label}: expected an integer from {low} to {high}, got {value}")

@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_command(args: dict) -> int:
+    preset = args.pop("preset", None)
+    config = resolve(preset, args)  # before importing numpy (data, run): bad flags fail in ~0.1 s
     from ..data import check_dataset_spec
     from ..run import RunDir, check_output_root
 
-    preset = args.pop("preset", None)
-    config = resolve(preset, args)
     check_dataset_spec(config.dataset)
     check_output_root(config.out)
 
