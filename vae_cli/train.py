@@ -152,6 +152,7 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print) -> Tr
                          verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks,
                          shuffle=False)  # the tf.data pipeline shuffles, seeded
     wall = time.perf_counter() - start
+    del train_ds, val_ds  # frees their copy of the data (~0.2 GB for MNIST) for the figures and evaluation
     if nan_guard.where is not None:
         epoch, step = nan_guard.where
         raise TrainingFailed(
