@@ -28,12 +28,15 @@ def reconstruction_nll(x, x_hat, likelihood: str):
     sigma^2 = 1/2): the gradient is that of the plain squared error, and the reported loss is
     still a true negative log-likelihood in nats, comparable with -log p(x) estimates.
     """
+    pixel_shape = tuple(x.shape[1:])
     x, x_hat = _flatten(x), _flatten(x_hat)
     if likelihood == "bernoulli":
         # keras.ops recovers the logits behind a sigmoid output, which keeps this stable.
         return ops.sum(ops.binary_crossentropy(x, x_hat), axis=-1)
     if likelihood == "gaussian":
-        num_pixels = x.shape[-1]
+        # counted before flattening: inside fit's traced step the flat width is unknown (None)
+        num_pixels = (math.prod(pixel_shape) if None not in pixel_shape
+                      else ops.cast(ops.shape(x)[-1], x.dtype))
         return ops.sum(ops.square(x - x_hat), axis=-1) + 0.5 * num_pixels * math.log(math.pi)
     raise ValueError(f"unknown likelihood {likelihood!r}")
 
