@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -20,6 +21,18 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _fsync(path: Path, *, directory: bool = False) -> None:
+    """Flush to disk, so a power cut after the rename cannot leave an empty file behind it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some filesystems cannot fsync a directory; the rename still holds
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffixes); rename it over `path` on success."""
@@ -32,7 +45,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
+    except OSError as e:
+        if e.filename == str(tmp):  # name the file the user knows, not the temporary one
+            e.filename = str(path)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -46,3 +65,29 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+class _WeightsBuffer(io.BytesIO):
+    """In-memory target for keras.Model.save_weights, which checks for a name ending in
+    .weights.h5 and accepts a BytesIO."""
+
+    def __str__(self) -> str:
+        return "memory.weights.h5"
+
+
+def write_weights(path: str | os.PathLike, model, attrs: dict[str, str] | None = None) -> None:
+    """model.save_weights(path) atomically, plus optional HDF5 root attributes.
+
+    HDF5 works in memory and the bytes are written with plain Python I/O: a full disk then
+    fails with an ordinary OSError, instead of inside HDF5, which keeps the file open, retries
+    the write when the object is garbage collected, prints tracebacks and can crash at exit.
+    """
+    buffer = _WeightsBuffer()
+    model.save_weights(buffer)
+    if attrs:
+        import h5py
+
+        with h5py.File(buffer, "a") as f:
+            f.attrs.update(attrs)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())

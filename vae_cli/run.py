@@ -11,7 +11,9 @@ same folder and renamed, so a kill leaves the old file or the new one, never hal
 4. history.csv           one row per epoch (loss, recon, kl, val_*)
 5. metrics.json          final numbers, wall time, speed, devices, data used, versions
 6. *.png                 figures; samples/epoch-NNN.png from a fixed z; plots/ for vae-plot
-7. tensorboard/          TensorBoard logs
+7. tensorboard/          TensorBoard logs (appended by TensorFlow, the one non-atomic writer)
+8. checkpoint.weights.h5 weights + optimizer + RNG state + history after the last finished
+                         epoch, in one file: what `vae-train --resume` continues from
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, write_json, write_text  # noqa: F401  (re-exported for callers)
+from .atomic import atomic_path, write_json, write_text, write_weights  # noqa: F401  (re-exported for callers)
 from .config import FORMAT_VERSION, Config, config_from_dict
 from .errors import UsageError
 
@@ -34,6 +36,7 @@ ENCODER_FILE = "encoder.keras"
 DECODER_FILE = "decoder.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.weights.h5"
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tensorboard"
 PLOTS_DIR = "plots"
@@ -107,11 +110,24 @@ class Run:
     vae: Any
 
 
+def check_contained(path: Path) -> None:
+    """Refuse a run directory holding a symlink that leads outside it: reading or writing
+    through it would touch files the run does not own."""
+    root = path.resolve()
+    for folder, dirs, files in os.walk(path):  # symlinked folders are listed, not entered
+        for name in dirs + files:
+            entry = Path(folder) / name
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise UsageError(f"{entry} is a symlink to {entry.resolve()}, outside the run directory; "
+                                 "remove the link (vae-cli never reads or writes through it)")
+
+
 def read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | None, dict]:
     """Parse and check RUN/config.json (data only: nothing in it is executed)."""
     cfg_path = path / CONFIG_FILE
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory; give a run directory made by vae-train")
+    check_contained(path)
     if not cfg_path.is_file():
         raise UsageError(f"{path} is not a vae-cli run: {CONFIG_FILE} is missing")
     try:

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable
 
-from ..errors import TrainingFailed, UsageError
+from ..errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 
 
 class Parser(argparse.ArgumentParser):
@@ -18,8 +18,14 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+def one_line(message: object) -> str:
+    """The message with control characters escaped, so user text (a file name or a flag value
+    holding a newline or a carriage return) can never break the one-line error."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(message))
 
 
 def quiet_tensorflow() -> None:
@@ -32,14 +38,21 @@ def run_main(prog: str, work: Callable[[], int | None]) -> int:
     try:
         return work() or 0
     except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return UsageError.exit_code
     except TrainingFailed as e:
-        print(f"{prog}: {e}", file=sys.stderr)
+        print(f"{prog}: {one_line(e)}", file=sys.stderr)
         return TrainingFailed.exit_code
+    except Interrupted as e:
+        print(f"{prog}: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # disk full, read-only or vanished folders while working: exit 1
+        print(f"{prog}: error: {one_line(describe_os_error(e))}", file=sys.stderr)
+        return TrainingFailed.exit_code
+
 
 
 def positive_int(text: str) -> int:
