@@ -69,6 +69,14 @@ class Dataset:
         return make_tf_dataset(self.x_train, batch_size=batch_size, shuffle=True, seed=seed,
                                y=self._labels(self.y_train, labels), shard=shard, repeat=repeat)
 
+    def epoch_batches(self, batch_size: int, *, seed: int, first_epoch: int, epochs: int,
+                      labels: bool = False):
+        """(training batches for epochs first_epoch..epochs-1, steps per epoch) in an order fixed
+        by (seed, epoch), so an interrupted run resumes bit for bit (see epoch_keyed_batches)."""
+        return (epoch_keyed_batches(self.x_train, batch_size=batch_size, seed=seed, first_epoch=first_epoch,
+                                    epochs=epochs, y=self._labels(self.y_train, labels)),
+                steps_per_epoch(self.n_train, batch_size))
+
     def val_batches(self, batch_size: int, *, shard=None, labels: bool = False):
         return make_tf_dataset(self.x_val, batch_size=batch_size, shuffle=False, seed=0,
                                y=self._labels(self.y_val, labels), shard=shard)
@@ -118,12 +126,14 @@ def check_dataset_spec(spec: str) -> None:
     kind, arg = _parse_spec(spec)
     path = Path(arg).expanduser()
     if kind == "npz" and not path.is_file():
-        raise UsageError(f"dataset '{spec}': file {path} does not exist; give the path of an .npz file")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(f"dataset '{spec}': {path} {what}; give the path of an .npz file")
     if kind == "idx" and not path.is_dir():
-        raise UsageError(f"dataset '{spec}': folder {path} does not exist; "
-                         "give a folder holding MNIST-format IDX files")
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise UsageError(f"dataset '{spec}': {path} {what}; give a folder holding MNIST-format IDX files")
     if kind == "folder" and not path.is_dir():
-        raise UsageError(f"dataset '{spec}': folder {path} does not exist; give a folder of "
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise UsageError(f"dataset '{spec}': {path} {what}; give a folder of "
                          "PNG/JPEG/BMP/GIF images (class subfolders become labels)")
 
 
@@ -207,6 +217,38 @@ def stream_batches(elements, count: int, *, batch_size: int, seed: int | None, s
     if decode is not None:
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     return ds.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def epoch_keyed_batches(x, *, batch_size: int, seed: int, first_epoch: int, epochs: int, y=None):
+    """Shuffled batches for epochs first_epoch..epochs-1 as one finite pipeline; fit it with
+    steps_per_epoch=steps_per_epoch(len(x), batch_size) and initial_epoch=first_epoch.
+
+    Epoch e visits x in a permutation drawn from (seed, e) alone, so a run resumed at epoch e
+    sees exactly the batches the uninterrupted run saw. (tf.data's own reshuffling draws a new
+    seed per iterator, and how many iterators Keras creates is an internal detail a new process
+    cannot replay.)
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size: expected an integer >= 1, got {batch_size}")
+    arrays = tuple(tf.constant(a) for a in ((x,) if y is None else (x, y)))
+    seed_pair = tf.constant([seed, 0], tf.int64)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=seed_pair + [0, epoch])
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def gather(idx):
+        batch = tuple(tf.gather(a, idx) for a in arrays)
+        return batch if y is not None else batch[0]
+
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- shared helpers

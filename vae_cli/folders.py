@@ -117,6 +117,13 @@ class FolderDataset:
                       labels: bool = False):
         return self._batches(self.train_files, self.train_labels, batch_size, seed, shard, repeat, labels)
 
+    def epoch_batches(self, batch_size: int, *, seed: int, first_epoch: int, epochs: int,
+                      labels: bool = False):
+        """As data.Dataset.epoch_batches, but files are reshuffled by tf.data per pass (an
+        unreadable file shortens its epoch, so epochs cannot be cut by step counts): a resumed
+        run continues with weights, optimizer and RNG restored, in a different file order."""
+        return self.train_batches(batch_size, seed=seed + first_epoch, labels=labels), None
+
     def val_batches(self, batch_size: int, *, shard=None, labels: bool = False):
         return self._batches(self.val_files, self.val_labels, batch_size, None, shard, False, labels)
 

@@ -6,6 +6,7 @@ it only orders the work: models -> fit -> weights -> figures -> metrics.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, distribute, run as rundir
+from . import __version__, distribute, resume, run as rundir
 from .config import Config
 from .data import Dataset
-from .errors import TrainingFailed
+from .errors import Interrupted, TrainingFailed, describe_os_error
 from .evaluate import evaluate
 from .figures import draw_figures
 
@@ -43,7 +44,16 @@ class TrainResult:
     metrics: dict
 
 
-def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray):
+class NonFiniteLoss(Exception):
+    """The loss became NaN/Inf; `where` says when, for the one-line message."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray,
+               progress: resume.Progress, stops: resume.StopSignals):
     import keras
 
     from . import plots
@@ -55,8 +65,7 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray):
             sampler.beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
 
     class StopOnNaN(keras.callbacks.Callback):
-        """Like keras TerminateOnNaN, but remembers where it happened for the error message."""
-        where = None
+        """Like keras TerminateOnNaN, but stops at once and says where it happened."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
@@ -64,41 +73,36 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray):
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
-                self.where = (self.epoch + 1, batch + 1)
-                self.model.stop_training = True
+                raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}")
 
     class RunWriter(keras.callbacks.Callback):
-        """Per epoch: history.csv, best.weights.h5 and a sample grid from a fixed z, all atomic."""
-        def __init__(self):
-            super().__init__()
-            self.rows: list[dict] = []
-            self.best = math.inf
-            self.epoch_seconds: list[float] = []
+        """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid from a fixed z and,
+        last, the resume checkpoint, so a checkpoint never runs ahead of the other files."""
+
+        def on_train_begin(self, logs=None):
+            self.fit_start, self.fit_before = time.perf_counter(), progress.fit_seconds
 
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.epoch_seconds.append(time.perf_counter() - self.t0)
+            now = time.perf_counter()
             logs = {k: float(v) for k, v in (logs or {}).items()}
-            if not all(math.isfinite(v) for v in logs.values()):
-                return  # StopOnNaN reports it; keep the last good files
-            self.rows.append({"epoch": epoch + 1, **logs})
-            keys = list(self.rows[0])
-            lines = [",".join(keys)] + [",".join(repr(r.get(k, "")) for k in keys) for r in self.rows]
-            rundir.write_text(run / rundir.HISTORY_FILE, "\n".join(lines) + "\n")
-            if logs.get("val_loss", math.inf) < self.best:
-                self.best = logs["val_loss"]
-                with rundir.atomic_path(run / rundir.BEST_WEIGHTS_FILE) as tmp:
-                    self.model.save_weights(tmp)
+            bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
+            if bad:
+                raise NonFiniteLoss(f"{bad[0]} became {logs[bad[0]]} at the end of epoch {epoch + 1}")
+            improved = progress.record(epoch + 1, logs, now - self.t0, self.fit_before + now - self.fit_start)
+            rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
+            if improved:
+                rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
             images = np.asarray(models.decoder(fixed_z, training=False))
             plots.save_image_grid(images, run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png",
                                   title=f"epoch {epoch + 1}")
+            resume.save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
 
-    nan_guard, writer = StopOnNaN(), RunWriter()
     tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
                                               profile_batch=0)
-    return [KLWarmup(), nan_guard, writer, tensorboard], nan_guard, writer
+    return [KLWarmup(), StopOnNaN(), RunWriter(), tensorboard, resume.stop_callback(stops)]
 
 
 def _make_optimizer(config: Config):
@@ -115,79 +119,167 @@ def describe_devices() -> list[str]:
     return [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
 
 
-def _fit(vae, config: Config, data, strategy, callbacks):
-    """Keras fit, or where fit cannot run (multiworker) the strategy's own loop; -> History."""
-    verbose = 1 if sys.stdout.isatty() else 2
-    if distribute.needs_custom_loop(strategy):
-        return distribute.fit_custom_loop(vae, strategy, data, batch_size=config.batch_size, seed=config.seed,
-                                          epochs=config.epochs, callbacks=callbacks, verbose=verbose)
-    with warnings.catch_warnings():
-        # Streamed folders drop undecodable files, so their length is unknown until the first
-        # epoch ends; Keras warns about that end as if data were missing.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        return vae.fit(data.train_batches(config.batch_size, seed=config.seed),
-                       validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
-                       verbose=verbose, callbacks=callbacks,
-                       shuffle=False)  # the tf.data pipeline shuffles, seeded
+def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None,
+          resume_run: bool = False) -> TrainResult:
+    """Train into `run`; with resume_run, continue from its checkpoint (weights, optimizer, RNG,
+    history). SIGINT/SIGTERM raise Interrupted after saving; a NaN loss raises TrainingFailed
+    after writing the artifacts of the last good epoch.
 
-
-def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None) -> TrainResult:
-    """`data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy
-    from distribute.make_strategy (None: one device)."""
-    import keras
+    `data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy from
+    distribute.make_strategy (None: one device)."""
     import tensorflow as tf
 
-    from . import plots
+    strategy = strategy or tf.distribute.get_strategy()
+    with resume.StopSignals() as stops:
+        try:
+            return _train(config, data, run, log, resume_run, stops, strategy)
+        except (Interrupted, OSError, MemoryError, _resource_exhausted()) as e:
+            raise _stopped_early(e, config, run) from None
+
+
+def _stopped_early(e: BaseException, config: Config, run: rundir.RunDir) -> Exception:
+    """The one-line error for a run that stopped before finishing; metrics.json says why."""
+    saved = resume.saved_progress(run / rundir.CHECKPOINT_FILE)  # what a resume will find
+    kept = resume.saved_epochs_text(saved.epochs_done)
+    if isinstance(e, Interrupted):
+        error = Interrupted(e.signum, resume.interrupted_message(e.signum, saved, config, run.path))
+    elif isinstance(e, OSError):  # disk full, folder removed, ...: the last checkpoint is intact
+        error = TrainingFailed(f"error: writing into {run.path} failed: {describe_os_error(e)}; {kept}. "
+                               f"Then continue with: vae-train --resume {run.path}")
+    else:
+        error = TrainingFailed(f"out of memory while training ({type(e).__name__}); try a smaller "
+                               f"--batch-size, --hidden-dim or --conv-filters; {kept}")
+    _write_status(run, "interrupted" if isinstance(e, Interrupted) else "error", saved, config, str(error))
+    return error
+
+
+def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
+    import keras
+
     from .models import build_vae
 
-    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     devices = describe_devices()
     log(f"devices: {', '.join(devices)}")
     with strategy.scope():  # variables, optimizer slots and metrics become distributed
         models = build_vae(config, data.input_shape)
         models.vae.compile(optimizer=_make_optimizer(config))
-    rundir.save_config(run, config, data.input_shape, data.num_classes,
-                       {"requested": config.dataset, **data.info})
-
-    fixed_z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32")
-    callbacks, nan_guard, writer = _callbacks(config, run, models, fixed_z)
-
-    start = time.perf_counter()
-    fit = _fit(models.vae, config, data, strategy, callbacks)
-    wall = time.perf_counter() - start
-    if nan_guard.where is not None:
-        epoch, step = nan_guard.where
-        raise TrainingFailed(
-            f"training stopped: the loss became NaN/Inf at epoch {epoch}, step {step}; the "
-            f"learning rate ({config.learning_rate:g}) is probably too high, try a smaller "
-            f"--learning-rate; weights of the best finished epoch are in {run / rundir.BEST_WEIGHTS_FILE}")
-
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+        progress = _start(config, data, run, models, resume_run, log)
+    failure = _fit(config, data, run, models, progress, stops, strategy)
     if not distribute.is_default(strategy):
         models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
                                                strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
-            return TrainResult(history, {})
-    with rundir.atomic_path(run / rundir.WEIGHTS_FILE) as tmp:
-        models.vae.save_weights(tmp)
+            return TrainResult(progress.history_columns(), {})
+    metrics = _finish(config, data, run, models, progress, devices, log)
+    metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
+    metrics["status"] = "failed" if failure else "completed"
+    if failure:
+        metrics["failure"] = failure
+    rundir.write_json(run / rundir.METRICS_FILE, metrics)
+    if failure:
+        raise TrainingFailed(f"{failure}; {run.path} holds the weights and figures of epoch "
+                             f"{progress.epochs_done}, the last good one")
+    return TrainResult(progress.history_columns(), metrics)
+
+
+def _start(config, data, run, models, resume_run, log) -> resume.Progress:
+    """Restore a resumed run's checkpoint (before anything is written), then write config.json."""
+    progress = resume.Progress()
+    checkpoint = run / rundir.CHECKPOINT_FILE
+    if resume_run and checkpoint.exists():
+        progress = resume.load_checkpoint(checkpoint, models.vae)
+    rundir.save_config(run, config, data.input_shape, data.num_classes,
+                       {"requested": config.dataset, **data.info})
+    if resume_run:
+        progress.resumed_at.append(progress.epochs_done)
+        # rows of an epoch whose checkpoint was never written are dropped
+        rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
+        log(f"resuming at epoch {progress.epochs_done + 1} of {config.epochs}")
+    return progress
+
+
+def _fit(config, data, run, models, progress, stops, strategy) -> str | None:
+    """Train the remaining epochs; on a NaN/Inf loss, return why after restoring the last good
+    epoch (or raise TrainingFailed when there is none)."""
+    fixed_z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32")
+    callbacks = _callbacks(config, run, models, fixed_z, progress, stops)
+    if progress.epochs_done >= config.epochs:
+        return None
+    # Under multiworker every worker must reach every collective step, so a signal cannot wait
+    # for a batch boundary on one of them: there it stops at once (and --resume is refused).
+    custom_loop = distribute.needs_custom_loop(strategy)
+    try:
+        with contextlib.nullcontext() if custom_loop else stops.deferred():
+            _run_epochs(models.vae, config, data, strategy, callbacks, progress.epochs_done)
+        stops.check()  # a stop requested during the last epoch's validation
+    except NonFiniteLoss as e:
+        failure = (f"training stopped: {e.where}; the learning rate ({config.learning_rate:g}) is "
+                   f"probably too high for this model, try --learning-rate {config.learning_rate / 10:g}")
+        if not progress.epochs_done:
+            _write_status(run, "failed", progress, config, failure)
+            raise TrainingFailed(f"{failure}; no epoch had finished, so no weights were kept") from None
+        with strategy.scope():
+            resume.load_checkpoint(run / rundir.CHECKPOINT_FILE, models.vae)  # the last good epoch
+        return failure
+    return None
+
+
+def _run_epochs(vae, config: Config, data, strategy, callbacks, first_epoch: int) -> None:
+    """Keras fit from `first_epoch`, or where fit cannot run (multiworker) the strategy's loop."""
+    verbose = 1 if sys.stdout.isatty() else 2
+    if distribute.needs_custom_loop(strategy):
+        distribute.fit_custom_loop(vae, strategy, data, batch_size=config.batch_size, seed=config.seed,
+                                   epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+        return
+    batches, steps = data.epoch_batches(config.batch_size, seed=config.seed, first_epoch=first_epoch,
+                                        epochs=config.epochs)
+    with warnings.catch_warnings():
+        # Streamed folders drop undecodable files, so their length is unknown until the first
+        # epoch ends; Keras warns about that end as if data were missing.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        vae.fit(batches, validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
+                initial_epoch=first_epoch, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks,
+                shuffle=False)  # the batches are shuffled, seeded
+
+
+def _finish(config, data, run, models, progress, devices, log) -> dict:
+    """Final weights, standalone models, diagrams, figures and held-out numbers."""
+    from . import plots
+
+    rundir.write_weights(run / rundir.WEIGHTS_FILE, models.vae)
     for model, name in ((models.encoder, rundir.ENCODER_FILE), (models.decoder, rundir.DECODER_FILE)):
         with rundir.atomic_path(run / name) as tmp:
             model.save(tmp)
     notes = [plots.plot_architecture(m, run / f"{m.name}.png") for m in models]
     for note in {n for n in notes if n}:
         log(note)
+    history = progress.history_columns()
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
-
-    metrics = _metrics(config, data, history, wall, writer.epoch_seconds, devices)
-    metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
+    metrics = _metrics(config, data, history, progress.fit_seconds, progress.epoch_seconds, devices)
+    if progress.resumed_at:
+        metrics["resumed_at_epochs"] = progress.resumed_at
     metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
                                likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
                                seed=config.seed)
     metrics["eval"]["split"] = data.val_split
-    rundir.write_json(run / rundir.METRICS_FILE, metrics)
-    return TrainResult(history, metrics)
+    return metrics
+
+
+def _resource_exhausted() -> type:
+    import tensorflow as tf
+
+    return tf.errors.ResourceExhaustedError
+
+
+def _write_status(run, status: str, progress, config, message: str) -> None:
+    """metrics.json for a run that stopped early; best effort, the disk may be what failed."""
+    with contextlib.suppress(OSError):
+        rundir.write_json(run / rundir.METRICS_FILE, {
+            "status": status, "message": message, "epochs_completed": progress.epochs_done,
+            "epochs": config.epochs, "history": progress.history_columns(),
+            **({"resume": f"vae-train --resume {run.path}"} if status != "failed" else {})})
 
 
 def _metrics(config, data, history, wall, epoch_seconds, devices) -> dict:
@@ -197,7 +289,6 @@ def _metrics(config, data, history, wall, epoch_seconds, devices) -> dict:
     final = {k: v[-1] for k, v in history.items()}
     steady = epoch_seconds[1:] or epoch_seconds  # epoch 1 pays for tracing
     return {
-        "status": "completed",
         "epochs": len(history.get("loss", [])),
         "final": final,
         "best_val_loss": min(history["val_loss"]) if history.get("val_loss") else None,

