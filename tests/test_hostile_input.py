@@ -1,0 +1,305 @@
+"""Hostile and broken input, one parametrised case per row of the README table "Bad input".
+
+Every case builds its input in a fresh folder, snapshots every file's hash, runs the command
+in-process, and checks: the documented exit code, exactly one line on stderr matching the
+documented message, no traceback, and no existing file changed (bad input, exit 2, writes
+nothing at all). Cases that need a trained run share one tiny run made once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tests.faults import FullDisk, read_only, snapshot
+from vae_cli.cli.train import main as train_main
+
+COMMANDS = {"vae-train": train_main}
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@dataclass
+class Ctx:
+    """What a case may use: its own empty folder, and a copy of the shared trained run."""
+
+    tmp: Path
+    trained: Callable[[], Path]
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def out(self) -> str:
+        return str(self.tmp / "runs")
+
+    def run_copy(self) -> Path:
+        run = self.tmp / "run"
+        shutil.copytree(self.trained(), run)
+        return run
+
+    def write(self, name: str, data: bytes | str) -> Path:
+        path = self.tmp / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+
+@dataclass
+class Case:
+    id: str
+    command: str
+    make: Callable[[Ctx], list[str]]  # builds the hostile input, returns argv
+    message: str  # regex that the one stderr line must match
+    code: int = 2
+
+
+# ---------------------------------------------------------------------------- builders
+
+
+def preset(text: str | bytes) -> Callable[[Ctx], list[str]]:
+    return lambda c: ["--preset", str(c.write("preset.json", text)), "--out", c.out]
+
+
+def flags(*argv: str) -> Callable[[Ctx], list[str]]:
+    return lambda c: [*argv, "--out", c.out]
+
+
+def npz_dataset(**arrays) -> Callable[[Ctx], list[str]]:
+    def make(c):
+        np.savez(c.tmp / "data.npz", **arrays)
+        return ["--dataset", f"npz:{c.tmp / 'data.npz'}", "--out", c.out]
+    return make
+
+
+def truncated_npz(c: Ctx) -> list[str]:
+    np.savez(c.tmp / "full.npz", x=np.zeros((50, 8, 8), np.uint8))
+    c.write("data.npz", (c.tmp / "full.npz").read_bytes()[:300])
+    return ["--dataset", f"npz:{c.tmp / 'data.npz'}", "--out", c.out]
+
+
+class Evil:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('code ran')",))
+
+
+def pickled_npz(c: Ctx) -> list[str]:
+    x = np.empty(2, dtype=object)
+    x[0], x[1] = Evil(), Evil()
+    np.savez(c.tmp / "data.npz", x=x)
+    return ["--dataset", f"npz:{c.tmp / 'data.npz'}", "--out", c.out]
+
+
+def idx_folder(images: bytes | None) -> Callable[[Ctx], list[str]]:
+    def make(c):
+        folder = c.tmp / "idx"
+        folder.mkdir()
+        if images is not None:
+            (folder / "train-images-idx3-ubyte").write_bytes(images)
+        return ["--dataset", f"idx:{folder}", "--out", c.out]
+    return make
+
+
+IDX_HEADER = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (10, 28, 28))
+
+
+def out_is_a_file(c: Ctx) -> list[str]:
+    return ["--out", str(c.write("runs", "not a folder"))]
+
+
+def out_read_only(c: Ctx) -> list[str]:
+    c.read_only = read_only(c.tmp / "ro", c.monkeypatch)
+    c.read_only.__enter__()
+    return ["--out", str(c.tmp / "ro" / "runs")]
+
+
+def out_disk_full(c: Ctx) -> list[str]:
+    (c.tmp / "disk").mkdir()
+    disk = FullDisk(c.tmp / "disk", c.monkeypatch)
+    disk.fill()
+    c.cleanup = disk.close
+    np.savez(c.tmp / "data.npz", x=np.zeros((20, 8, 8), np.uint8))
+    return ["--dataset", f"npz:{c.tmp / 'data.npz'}", "--arch", "mlp", "--hidden-dim", "8",
+            "--epochs", "1", "--out", str(c.tmp / "disk")]
+
+
+def resume_with(edit: Callable[[Path], None], *extra: str) -> Callable[[Ctx], list[str]]:
+    def make(c):
+        run = c.run_copy()
+        edit(run)
+        return ["--resume", str(run), *extra]
+    return make
+
+
+def edit_config(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(run):
+        meta = json.loads((run / "config.json").read_text())
+        change(meta)
+        (run / "config.json").write_text(json.dumps(meta))
+    return edit
+
+
+def truncate(name: str, keep: float = 0.5) -> Callable[[Path], None]:
+    def edit(run):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[:int(len(data) * keep)])
+    return edit
+
+
+def symlink_out(name: str) -> Callable[[Path], None]:
+    def edit(run):
+        target = run.parent / "elsewhere.weights.h5"
+        shutil.copy(run / name, target)
+        (run / name).unlink()
+        (run / name).symlink_to(target)
+    return edit
+
+
+def nothing(run: Path) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------- the table
+
+CASES = [
+    # presets
+    Case("train-preset-truncated-json", "vae-train", preset('{"latent_dim": 2, "epochs": '),
+         r"preset \S+: invalid JSON at line 1, column 29: Expecting value"),
+    Case("train-preset-is-a-list", "vae-train", preset("[1, 2]"), r"expected a JSON object .* got a list"),
+    Case("train-preset-empty-file", "vae-train", preset(""), r"invalid JSON at line 1, column 1"),
+    Case("train-preset-nan", "vae-train", preset('{"beta": NaN}'), r"NaN is not allowed in a preset"),
+    Case("train-preset-huge-number", "vae-train", preset('{"latent_dim": 1' + "0" * 400 + "}"),
+         r"latent_dim: expected an integer from 1 to 4096"),
+    Case("train-preset-overflowing-float", "vae-train", preset('{"beta": 1e999}'),
+         r"beta: expected a finite number, got inf"),
+    Case("train-preset-unknown-key", "vae-train", preset('{"latent_dims": 2}'),
+         r"unknown key\(s\) 'latent_dims'; valid keys: dataset"),
+    Case("train-preset-wrong-type", "vae-train", preset('{"epochs": "10"}'),
+         r"epochs: expected an integer, got '10'"),
+    Case("train-preset-python-callable", "vae-train", preset('{"optimizer": "os.system"}'),
+         r"optimizer: expected one of adam, rmsprop, got 'os.system'"),
+    Case("train-preset-not-utf8", "vae-train", preset(b"\xff\xfe{\x00"), r"cannot read it \(UnicodeDecodeError"),
+    Case("train-preset-deeply-nested", "vae-train", preset("[" * 100_000 + "]" * 100_000),
+         r"preset \S+: maximum recursion depth exceeded"),
+    Case("train-preset-is-a-directory", "vae-train", lambda c: ["--preset", str(c.tmp), "--out", c.out],
+         r"--preset: \S+ is not a file"),
+    # flags
+    Case("train-name-path-traversal", "vae-train", flags("--name", "../../etc"),
+         r"--name: expected letters, digits, .*no '\.\.'"),
+    Case("train-name-absolute-path", "vae-train", flags("--name", "/etc/cron.d"), r"--name: expected letters"),
+    Case("train-epochs-huge", "vae-train", flags("--epochs", "1" + "0" * 30),
+         r"--epochs: expected an integer from 1 to 1000000"),
+    Case("train-learning-rate-nan", "vae-train", flags("--learning-rate", "nan"),
+         r"--learning-rate: expected a finite number, got nan"),
+    Case("train-batch-size-negative", "vae-train", flags("--batch-size", "-5"),
+         r"--batch-size: expected an integer from 1"),
+    Case("train-conv-filters-garbage", "vae-train", flags("--conv-filters", "32,abc"),
+         r"argument --conv-filters: expected comma-separated integers"),
+    Case("train-validation-split-out-of-range", "vae-train", flags("--validation-split", "1.5"),
+         r"--validation-split: expected a number between 0 and 1"),
+    # output folder
+    Case("train-out-is-a-file", "vae-train", out_is_a_file, r"--out: \S+ exists and is not a directory"),
+    Case("train-out-read-only", "vae-train", out_read_only,
+         r"--out: (cannot create \S+ \(Read-only file system\)|\S+ is not writable)"),
+    Case("train-out-disk-full", "vae-train", out_disk_full,
+         r"writing into \S+ failed: No space left on device.*: the disk is full; free some space", code=1),
+    # datasets
+    Case("train-npz-object-arrays", "vae-train", pickled_npz,
+         r"key 'x' holds pickled/object data, which is not loaded for safety"),
+    Case("train-npz-truncated", "vae-train", truncated_npz, r"is not a readable \.npz archive"),
+    Case("train-npz-wrong-shape", "vae-train", npz_dataset(x=np.zeros(100, np.uint8)),
+         r"train images have shape \(100,\); expected non-empty \(N, H, W\)"),
+    Case("train-npz-nan-pixels", "vae-train", npz_dataset(x=np.full((20, 8, 8), np.nan, np.float32)),
+         r"contain NaN or Inf; clean the data first"),
+    Case("train-npz-labels-mismatch", "vae-train", npz_dataset(x=np.zeros((20, 8, 8), np.uint8),
+                                                              y=np.zeros(7, np.int64)),
+         r"y has shape \(7,\) but there are 20 images"),
+    Case("train-npz-is-a-directory", "vae-train", lambda c: ["--dataset", f"npz:{c.tmp}", "--out", c.out],
+         r"\S+ is a folder, not a file; give the path of an \.npz file"),
+    Case("train-idx-bad-magic", "vae-train", idx_folder(b"\x1f\x8c\x08\x03" + IDX_HEADER[4:] + bytes(7840)),
+         r"bad magic number 0x1f8c0803 \(expected 0x00000803"),
+    Case("train-idx-truncated", "vae-train", idx_folder(IDX_HEADER + bytes(1000)),
+         r"holds 1,000 data bytes but its header says \(10, 28, 28\) = 7,840; the file is truncated"),
+    Case("train-idx-empty-folder", "vae-train", idx_folder(None), r"no IDX images in \S+"),
+    # resume
+    Case("train-resume-not-a-run", "vae-train", lambda c: ["--resume", str(c.tmp)],
+         r"is not a vae-cli run: config.json is missing"),
+    Case("train-resume-changes-the-model", "vae-train", resume_with(nothing, "--latent-dim", "8"),
+         r"--resume: --latent-dim 8 \(the run has 2\): a resumed run keeps the settings"),
+    Case("train-resume-config-from-the-future", "vae-train",
+         resume_with(edit_config(lambda m: m.update(format_version=99)), "--epochs", "3"),
+         r"format_version 99 is newer than this vae-cli understands \(1\); upgrade vae-cli"),
+    Case("train-resume-config-is-a-list", "vae-train",
+         resume_with(lambda run: (run / "config.json").write_text("[]"), "--epochs", "3"),
+         r"config.json: expected a JSON object"),
+    Case("train-resume-truncated-checkpoint", "vae-train",
+         resume_with(truncate("checkpoint.weights.h5"), "--epochs", "3"),
+         r"checkpoint.weights.h5: unreadable \(.*\); the checkpoint is damaged"),
+    Case("train-resume-mismatched-checkpoint", "vae-train",
+         resume_with(edit_config(lambda m: m["config"].update(hidden_dim=9)), "--epochs", "3"),
+         r"checkpoint.weights.h5: cannot restore the checkpoint \(.*\); it is damaged or does not match"),
+    Case("train-resume-symlink-outside", "vae-train",
+         resume_with(symlink_out("checkpoint.weights.h5"), "--epochs", "3"),
+         r"checkpoint.weights.h5 is a symlink to \S+, outside the run directory"),
+    Case("train-resume-file-instead-of-run", "vae-train",
+         lambda c: ["--resume", str(c.write("file.txt", "x"))], r"is not a directory; give a run directory"),
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished 2-epoch run (MLP, latent 2) on 240 small random images."""
+    folder = tmp_path_factory.mktemp("trained")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "data.npz", x_train=rng.integers(0, 256, (240, 12, 12), dtype=np.uint8),
+             y_train=np.arange(240) % 3, x_test=rng.integers(0, 256, (60, 12, 12), dtype=np.uint8),
+             y_test=np.arange(60) % 3)
+    assert train_main(["--arch", "mlp", "--hidden-dim", "16", "--dataset", f"npz:{folder / 'data.npz'}",
+                       "--epochs", "2", "--batch-size", "60", "--out", str(folder / "runs")]) == 0
+    (run,) = (folder / "runs").iterdir()
+    return run
+
+
+def exit_code(main, argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse errors
+        return e.code
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, capsys, monkeypatch, request):
+    ctx = Ctx(tmp_path, lambda: request.getfixturevalue("trained_run"), monkeypatch)
+    monkeypatch.chdir(tmp_path)  # a payload that ran would leave PWNED here
+    argv = case.make(ctx)
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    try:
+        code = exit_code(COMMANDS[case.command], argv)
+        after = snapshot(tmp_path)
+    finally:
+        getattr(ctx, "cleanup", lambda: None)()
+        if hasattr(ctx, "read_only"):
+            ctx.read_only.__exit__(None, None, None)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == case.code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"{case.command}: "), lines[0]
+    assert re.search(case.message, lines[0]), lines[0]
+    assert {k: after.get(k) for k in before} == before, "an existing file was changed"
+    if case.code == 2:
+        assert after.keys() == before.keys(), "bad input must not write anything"
+    assert not [p for p in tmp_path.rglob(".*") if p.name not in before], "temporary files left"
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_readme_table_lists_every_case():
+    """The README's bad-input table and this file describe the same rows."""
+    table = README.read_text().split("### Bad input")[1].split("\n### ")[0]
+    ids = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE))
+    assert ids == {c.id for c in CASES}
