@@ -8,6 +8,7 @@ Examples are derandomized so CI runs the same cases every time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import vae_cli.data
 import vae_cli.train  # noqa: F401  (imports keras now, not inside an example)
 from vae_cli.cli.train import build_parser, main as train_main
-from vae_cli.config import FIELDS
+from vae_cli.config import FIELDS, Config
 from vae_cli.errors import UsageError
 from vae_cli.resume import _check_progress
 from vae_cli.run import read_run_config
@@ -73,8 +74,13 @@ preset_dicts = st.dictionaries(st.sampled_from(sorted(FIELDS)) | st.text(max_siz
                                plausible | json_values, max_size=6)
 
 
+DEFAULTS = Config().to_dict()
+valid_presets = st.sets(st.sampled_from(sorted(k for k in DEFAULTS if k != "out"))).map(
+    lambda keys: {k: DEFAULTS[k] for k in keys})
+
+
 @SETTINGS
-@given(content=preset_dicts.map(json.dumps) | json_values.map(json.dumps) | st.text(max_size=200)
+@given(content=valid_presets.map(json.dumps) | preset_dicts.map(json.dumps) | json_values.map(json.dumps) | st.text(max_size=200)
        | st.binary(max_size=200))
 def test_random_presets_never_raise(content):
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,8 +98,25 @@ flag_values = st.one_of(
                      "0x10", "mlp", "conv", "mnist-5k", "npz:nope.npz", "idx:.", "--epochs", "1_000"]))
 
 
+def _valid_tokens() -> dict[str, tuple[str, ...]]:
+    """Each Config flag with its default value as text: random pairs mixed with these also
+    reach the later checks (and acceptance), not only argparse's."""
+    tokens = {}
+    for name, value in dataclasses.asdict(Config()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            tokens[flag] = (flag,)
+        elif value not in ("", None):
+            tokens[flag] = (flag, ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value))
+    return {k: v for k, v in tokens.items() if k != "--out"}
+
+
+VALID_TOKENS = _valid_tokens()
+flag_pairs = st.tuples(st.sampled_from(FLAGS), flag_values) | st.sampled_from(sorted(VALID_TOKENS.values()))
+
+
 @SETTINGS
-@given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), flag_values), min_size=1, max_size=4))
+@given(pairs=st.lists(flag_pairs, min_size=1, max_size=4))
 def test_random_flag_values_never_raise(pairs):
     with tempfile.TemporaryDirectory() as tmp:
         argv = [token for pair in pairs for token in pair]
@@ -115,7 +138,7 @@ mutated_progress = st.tuples(st.sampled_from(sorted(VALID_PROGRESS)), json_value
 
 
 @SETTINGS
-@given(record=progress_fields | mutated_progress | json_values)
+@given(record=st.just(VALID_PROGRESS) | progress_fields | mutated_progress | json_values)
 def test_random_checkpoint_records_are_refused_or_valid(record):
     """A checkpoint's progress record is parsed as data: a Progress of sane values, or one line."""
     try:
@@ -128,8 +151,13 @@ def test_random_checkpoint_records_are_refused_or_valid(record):
     count("accepted")
 
 
+VALID_META = {"format_version": 1, "config": {}, "input_shape": [8, 8, 1], "num_classes": None, "data": {}}
+mutated_meta = st.tuples(st.sampled_from(sorted(VALID_META)), plausible | json_values | preset_dicts).map(
+    lambda kv: {**VALID_META, kv[0]: kv[1]})
+
+
 @SETTINGS
-@given(meta=st.fixed_dictionaries({}, optional={
+@given(meta=mutated_meta | st.fixed_dictionaries({}, optional={
     "format_version": st.just(1) | st.integers(-1, 3) | json_values,
     "config": st.just({}) | preset_dicts | json_values,
     "input_shape": st.just([8, 8, 1]) | st.lists(st.integers(-1, 5000), max_size=4) | json_values,

@@ -128,13 +128,11 @@ def check_dataset_spec(spec: str) -> None:
     if kind == "npz" and not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise UsageError(f"dataset '{spec}': {path} {what}; give the path of an .npz file")
-    if kind == "idx" and not path.is_dir():
-        what = "is a file, not a folder" if path.exists() else "does not exist"
-        raise UsageError(f"dataset '{spec}': {path} {what}; give a folder holding MNIST-format IDX files")
-    if kind == "folder" and not path.is_dir():
-        what = "is a file, not a folder" if path.exists() else "does not exist"
-        raise UsageError(f"dataset '{spec}': {path} {what}; give a folder of "
-                         "PNG/JPEG/BMP/GIF images (class subfolders become labels)")
+    if kind in ("idx", "folder") and not path.is_dir():
+        what = f"{path} is a file, not a folder" if path.exists() else f"folder {path} does not exist"
+        holding = ("MNIST-format IDX files" if kind == "idx"
+                   else "PNG/JPEG/BMP/GIF images (class subfolders become labels)")
+        raise UsageError(f"dataset '{spec}': {what}; give a folder holding {holding}")
 
 
 def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0, image_size=None,
