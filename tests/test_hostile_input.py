@@ -104,6 +104,17 @@ def idx_folder(images: bytes | None) -> Callable[[Ctx], list[str]]:
     return make
 
 
+def image_folder(files: dict[str, bytes]) -> Callable[[Ctx], list[str]]:
+    def make(c):
+        folder = c.tmp / "images"
+        folder.mkdir()
+        for name, data in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        return ["--dataset", f"folder:{folder}", "--out", c.out]
+    return make
+
+
 IDX_HEADER = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (10, 28, 28))
 
 
@@ -225,6 +236,13 @@ CASES = [
     Case("train-idx-truncated", "vae-train", idx_folder(IDX_HEADER + bytes(1000)),
          r"holds 1,000 data bytes but its header says \(10, 28, 28\) = 7,840; the file is truncated"),
     Case("train-idx-empty-folder", "vae-train", idx_folder(None), r"no IDX images in \S+"),
+    Case("train-folder-empty", "vae-train", image_folder({}), r"no \.png, \.jpg, .* files in \S+ or its subfolders"),
+    Case("train-folder-only-broken-images", "vae-train",
+         image_folder({"a.png": b"garbage", "b.jpg": b"\xff\xd8 not a jpeg", "c/d.png": b""}),
+         r"none of the 3 image files could be read"),
+    Case("train-folder-is-a-file", "vae-train",
+         lambda c: ["--dataset", f"folder:{c.write('x.png', 'x')}", "--out", c.out],
+         r"\S+ is a file, not a folder; give a folder holding PNG/JPEG/BMP/GIF images"),
     # resume
     Case("train-resume-not-a-run", "vae-train", lambda c: ["--resume", str(c.tmp)],
          r"is not a vae-cli run: config.json is missing"),

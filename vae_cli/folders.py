@@ -214,12 +214,14 @@ def _scan(paths, labels, spec: str, warn):
     heights, widths, gray = (np.concatenate([p[k] for p in parts]) for k in range(3))
     reasons = {start * chunk + i: why for start, p in enumerate(parts) for i, why in p[3].items()}
     ok = heights > 0
+    examples = "; ".join(f"{os.path.basename(paths[i])}: {why}" for i, why in list(reasons.items())[:3])
+    examples += "; ..." if len(reasons) > 3 else ""
+    if not ok.any():  # the error alone, not a warning line before it
+        raise UsageError(f"dataset '{spec}': none of the {len(paths):,} image files could be read "
+                         f"({examples})")
     if reasons:
-        examples = "; ".join(f"{os.path.basename(paths[i])}: {why}" for i, why in list(reasons.items())[:3])
         warn(f"dataset '{spec}': skipped {len(reasons):,} of {len(paths):,} files that are not readable "
-             f"images ({examples}{'; ...' if len(reasons) > 3 else ''})")
-    if not ok.any():
-        raise UsageError(f"dataset '{spec}': none of the {len(paths):,} image files could be read")
+             f"images ({examples})")
     kept = [p for p, good in zip(paths, ok) if good]
     sizes = Counter(zip(heights[ok].tolist(), widths[ok].tolist()))
     return kept, (None if labels is None else labels[ok]), sizes, bool(gray[ok].all()), len(reasons)
