@@ -117,8 +117,14 @@ def check_contained(path: Path) -> None:
     for folder, dirs, files in os.walk(path):  # symlinked folders are listed, not entered
         for name in dirs + files:
             entry = Path(folder) / name
-            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
-                raise UsageError(f"{entry} is a symlink to {entry.resolve()}, outside the run directory; "
+            if not entry.is_symlink():
+                continue
+            try:
+                inside = entry.resolve().is_relative_to(root)
+            except OSError:  # a link we may not even follow is certainly not ours
+                inside = False
+            if not inside:
+                raise UsageError(f"{entry} is a symlink to {os.readlink(entry)}, outside the run directory; "
                                  "remove the link (vae-cli never reads or writes through it)")
 
 
@@ -127,9 +133,9 @@ def read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | Non
     cfg_path = path / CONFIG_FILE
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory; give a run directory made by vae-train")
-    check_contained(path)
     if not cfg_path.is_file():
         raise UsageError(f"{path} is not a vae-cli run: {CONFIG_FILE} is missing")
+    check_contained(path)  # only once it looks like a run: never walk a whole disk
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
