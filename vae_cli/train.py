@@ -25,7 +25,7 @@ from .figures import draw_figures
 
 
 # Held-out ELBO and IW bound written into metrics.json: small enough to add seconds, not minutes.
-# vae-eval computes the full numbers.
+# The full numbers come from evaluate() over a whole split.
 EVAL_EXAMPLES = 2000
 EVAL_IW_SAMPLES = 50
 
