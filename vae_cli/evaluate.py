@@ -30,7 +30,7 @@ def iw_log_weights(encoder_out, decoder, x, k: int, likelihood: str, rng: np.ran
     eps = rng.standard_normal((k, b, d)).astype(np.float32)
     z = z_mean[None] + np.exp(0.5 * z_log_var)[None] * eps  # (k, batch, d)
     z_flat = z.reshape(k * b, d)
-    x_hat = np.asarray(decoder(z_flat, training=False))
+    x_hat = decoder(z_flat, training=False)  # a (mean, log_var) pair for gaussian-learned
     x_rep = np.broadcast_to(x[None], (k, *x.shape)).reshape(k * b, *x.shape[1:])
     log_px_z = np.asarray(-reconstruction_nll(x_rep, x_hat, likelihood)).reshape(k, b)
     log_pz = np.asarray(log_standard_normal(z_flat)).reshape(k, b)
@@ -57,7 +57,7 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
         z_mean, z_log_var, _ = (np.asarray(t) for t in encoder(xb, training=False))
         eps = rng.standard_normal(z_mean.shape).astype(np.float32)
         z = z_mean + np.exp(0.5 * np.clip(z_log_var, -30, 20)) * eps
-        recon_sum += float(np.sum(reconstruction_nll(xb, np.asarray(decoder(z, training=False)), likelihood)))
+        recon_sum += float(np.sum(reconstruction_nll(xb, decoder(z, training=False), likelihood)))
         kl_sum += float(np.sum(kl_divergence(z_mean, np.clip(z_log_var, -30, 20))))
         z_means.append(z_mean)
         if iw_samples:

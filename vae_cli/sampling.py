@@ -20,11 +20,16 @@ def encode_mean(encoder, x: np.ndarray, batch_size: int = DECODE_BATCH) -> np.nd
 
 
 def decode(decoder, z: np.ndarray, batch_size: int = DECODE_BATCH) -> np.ndarray:
-    """x_hat for each latent point, float32 (N, H, W, C) in [0, 1]."""
+    """x_hat for each latent point, float32 (N, H, W, C) in [0, 1].
+
+    A gaussian-learned decoder also outputs each pixel's log-variance; images are its means.
+    """
     z = np.asarray(z, dtype=np.float32)
     if len(z) <= batch_size:  # one direct call skips predict()'s per-call setup
-        return np.asarray(decoder(z, training=False), dtype=np.float32)
-    return np.asarray(decoder.predict(z, batch_size=batch_size, verbose=0), dtype=np.float32)
+        out = decoder(z, training=False)
+    else:
+        out = decoder.predict(z, batch_size=batch_size, verbose=0)
+    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float32)
 
 
 def prior_z(n: int, latent_dim: int, *, seed: int, temperature: float = 1.0) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__, distribute, resume, run as rundir
 from .config import Config
-from .data import Dataset
+from .data import Dataset, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, describe_os_error
 from .evaluate import evaluate
 from .figures import draw_figures
@@ -28,6 +28,9 @@ from .figures import draw_figures
 # The full numbers come from evaluate() over a whole split.
 EVAL_EXAMPLES = 2000
 EVAL_IW_SAMPLES = 50
+# At most about this many samples/epoch-NNN.png grids per run: each PNG takes 0.1-0.6 s, which
+# would be most of the time of a 300-epoch MLP run.
+EPOCH_GRIDS = 20
 
 
 def kl_weight(epoch: int, beta: float, warmup_epochs: int) -> float:
@@ -56,13 +59,21 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray,
                progress: resume.Progress, stops: resume.StopSignals):
     import keras
 
-    from . import plots
+    from . import plots, sampling
+    from .layers import IWAELoss, Sampling
 
-    sampler = models.encoder.get_layer("z")
+    # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
+    betas = [layer.beta for layer in models.vae._flatten_layers() if isinstance(layer, (Sampling, IWAELoss))]
+    grid_every = max(1, math.ceil(config.epochs / EPOCH_GRIDS))
 
     class KLWarmup(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            sampler.beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
+            for beta in betas:
+                beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if config.kl_warmup_epochs and logs is not None:  # a history.csv column during warm-up
+                logs["kl_weight"] = kl_weight(epoch, config.beta, config.kl_warmup_epochs)
 
     class StopOnNaN(keras.callbacks.Callback):
         """Like keras TerminateOnNaN, but stops at once and says where it happened."""
@@ -95,22 +106,29 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray,
             rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
             if improved:
                 rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
-            images = np.asarray(models.decoder(fixed_z, training=False))
-            plots.save_image_grid(images, run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png",
-                                  title=f"epoch {epoch + 1}")
+            if epoch == 0 or (epoch + 1) % grid_every == 0:
+                images = sampling.decode(models.decoder, fixed_z)
+                plots.save_image_grid(images, run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png",
+                                      title=f"epoch {epoch + 1}")
             resume.save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
+            if config.patience and progress.epochs_since_best() >= config.patience:
+                self.model.stop_training = True  # early stopping; _fit restores the best epoch
 
     tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
                                               profile_batch=0)
     return [KLWarmup(), StopOnNaN(), RunWriter(), tensorboard, resume.stop_callback(stops)]
 
 
-def _make_optimizer(config: Config):
+def _make_optimizer(config: Config, steps_per_epoch: int):
     import keras
 
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.RMSprop(learning_rate)
+    return keras.optimizers.Adam(learning_rate)
 
 
 def describe_devices() -> list[str]:
@@ -129,7 +147,11 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     distribute.make_strategy (None: one device)."""
     import tensorflow as tf
 
+    from .data import BinarizedValidation
+
     strategy = strategy or tf.distribute.get_strategy()
+    if config.binarize:  # training images are binarised in the model, every step (layers.Binarize)
+        data = BinarizedValidation(data, config.seed)
     with resume.StopSignals() as stops:
         try:
             return _train(config, data, run, log, resume_run, stops, strategy)
@@ -163,15 +185,19 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
     log(f"devices: {', '.join(devices)}")
     with strategy.scope():  # variables, optimizer slots and metrics become distributed
         models = build_vae(config, data.input_shape)
-        models.vae.compile(optimizer=_make_optimizer(config))
+        models.vae.compile(optimizer=_make_optimizer(config, steps_per_epoch(data.n_train, config.batch_size)))
         progress = _start(config, data, run, models, resume_run, log)
+    cpu_start = time.process_time()
     failure = _fit(config, data, run, models, progress, stops, strategy)
+    cpu_seconds = time.process_time() - cpu_start
     if not distribute.is_default(strategy):
         models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
                                                strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
             return TrainResult(progress.history_columns(), {})
     metrics = _finish(config, data, run, models, progress, devices, log)
+    # this process's training on all threads: unlike wall time, not inflated by other jobs
+    metrics["cpu_seconds"] = round(cpu_seconds, 3)
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
     metrics["status"] = "failed" if failure else "completed"
     if failure:
@@ -213,6 +239,9 @@ def _fit(config, data, run, models, progress, stops, strategy) -> str | None:
         with contextlib.nullcontext() if custom_loop else stops.deferred():
             _run_epochs(models.vae, config, data, strategy, callbacks, progress.epochs_done)
         stops.check()  # a stop requested during the last epoch's validation
+        if config.patience and (run / rundir.BEST_WEIGHTS_FILE).exists():
+            with strategy.scope():  # keep the best epoch, not the last
+                models.vae.load_weights(run / rundir.BEST_WEIGHTS_FILE)
     except NonFiniteLoss as e:
         failure = (f"training stopped: {e.where}; the learning rate ({config.learning_rate:g}) is "
                    f"probably too high for this model, try --learning-rate {config.learning_rate / 10:g}")
