@@ -9,7 +9,8 @@ import pytest
 
 from vae_cli.cli.eval import main
 from vae_cli.config import Config
-from vae_cli.evaluate import _logmeanexp, elbo_terms, evaluate, iw_log_weights, iw_nll, posterior
+from vae_cli.evaluate import (DECODED_PER_CALL, _compiled, _logmeanexp, elbo_terms, evaluate, iw_log_weights,
+                              iw_nll, posterior)
 from vae_cli.losses import reconstruction_nll
 from vae_cli.models import build_vae
 from vae_cli.run import load_held_out, load_run
@@ -68,8 +69,9 @@ def test_iw_with_one_sample_equals_the_elbo_in_expectation(trained):
     for _ in range(4):  # paired per-example estimates of the same quantity, -ELBO
         recon, kl = elbo_terms(run.decoder, x, z_mean, z_log_var,
                                rng.standard_normal(z_mean.shape).astype(np.float32), "bernoulli")
-        iw = -iw_log_weights(run.decoder, x, z_mean, z_log_var,
-                             rng.standard_normal((1, *z_mean.shape)).astype(np.float32), "bernoulli")[:, 0]
+        iw = -np.asarray(iw_log_weights(run.decoder, x, z_mean, z_log_var,
+                                        rng.standard_normal((1, *z_mean.shape)).astype(np.float32),
+                                        "bernoulli"))[:, 0]
         differences.append(iw - (recon + kl))
     d = np.concatenate(differences)
     se = d.std(ddof=1) / np.sqrt(len(d))
@@ -105,11 +107,15 @@ def test_many_iw_samples_are_decoded_in_bounded_chunks():
     x = np.random.default_rng(0).random((8, 4, 4, 1), dtype=np.float32)
     z_mean, z_log_var = posterior(models.encoder, x)
     decoder = CountingDecoder(models.decoder)
-    streamed = iw_nll(decoder, x, z_mean, z_log_var, 5000, "bernoulli", np.random.default_rng(3))
-    assert sum(decoder.sizes) == 5000 * 8 and max(decoder.sizes) <= 4096
+    eager = lambda *args: np.asarray(iw_log_weights(decoder, *args[:4], "bernoulli", args[4]), np.float64)
+    streamed = iw_nll(eager, x, z_mean, z_log_var, 5000, np.random.default_rng(3))
+    assert sum(decoder.sizes) == 5000 * 8 and max(decoder.sizes) <= DECODED_PER_CALL
     eps = np.random.default_rng(3).standard_normal((5000, 8, 2)).astype(np.float32)
-    full = -_logmeanexp(iw_log_weights(models.decoder, x, z_mean, z_log_var, eps, "bernoulli"), axis=1)
-    np.testing.assert_allclose(streamed, full, rtol=1e-6)  # same draws, same answer as in one piece
+    full = np.asarray(iw_log_weights(models.decoder, x, z_mean, z_log_var, eps, "bernoulli"), np.float64)
+    np.testing.assert_allclose(streamed, -_logmeanexp(full, axis=1), rtol=1e-6)  # same draws, one piece
+    compiled = iw_nll(_compiled(models.decoder, "bernoulli"), x, z_mean, z_log_var, 5000,
+                      np.random.default_rng(3))
+    np.testing.assert_allclose(compiled, streamed, rtol=1e-5)
 
 
 def test_vae_eval_prints_the_protocol_and_writes_eval_json(mlp_run, tmp_path, capsys):

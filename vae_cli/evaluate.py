@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from keras import ops
 
 from .layers import LOG_VAR_RANGE
 from .losses import kl_divergence, log_normal_diag, log_standard_normal, reconstruction_nll
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: Cov_x(E_q[z_u]) > 0.01
-DECODED_PER_CALL = 4096  # IW samples are decoded in chunks of about this many images
+DECODED_PER_CALL = 1024  # IW samples are decoded in chunks of about this many images
 
 
 def _inputs(a, labels):
@@ -45,28 +46,44 @@ def elbo_terms(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None)
     return recon, np.asarray(kl_divergence(z_mean, z_log_var), np.float64)
 
 
-def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None) -> np.ndarray:
+def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None):
     """log w = log p(x|z) + log p(z) - log q(z|x) for z = mean + std * eps, eps (k, batch, d).
 
-    Returns (batch, k) in float64, ready for a log-mean-exp over k.
+    Returns (batch, k). Written in keras.ops so it also runs as one compiled graph (`_compiled`).
     """
-    k, (b, d) = len(eps), z_mean.shape
-    mean, log_var = np.broadcast_to(z_mean, (k, b, d)), np.broadcast_to(z_log_var, (k, b, d))
-    z = (mean + np.exp(0.5 * log_var) * eps).reshape(k * b, d)
-    x_rep = np.broadcast_to(x[None], (k, *x.shape)).reshape(k * b, *x.shape[1:])
-    cond = None if labels is None else np.broadcast_to(labels, (k, *labels.shape)).reshape(k * b, -1)
-    x_hat = decoder(_inputs(z, cond), training=False)
-    log_px_z = -np.asarray(reconstruction_nll(x_rep, x_hat, likelihood), np.float64)
-    log_pz = np.asarray(log_standard_normal(z), np.float64)
-    log_qz = np.asarray(log_normal_diag(z, mean.reshape(k * b, d), log_var.reshape(k * b, d)), np.float64)
-    return (log_px_z + log_pz - log_qz).reshape(k, b).T
+    k = ops.shape(eps)[0]
+    d = ops.shape(z_mean)[-1]
+    # row i * batch + j of every (k * batch, ...) tensor is sample i of example j
+    z = ops.reshape(z_mean[None] + ops.exp(0.5 * z_log_var)[None] * eps, (-1, d))
+    mean, log_var = ops.tile(z_mean, (k, 1)), ops.tile(z_log_var, (k, 1))
+    x_rep = ops.tile(x, (k, 1, 1, 1))
+    x_hat = decoder(_inputs(z, None if labels is None else ops.tile(labels, (k, 1))), training=False)
+    log_w = (-reconstruction_nll(x_rep, x_hat, likelihood) + log_standard_normal(z)
+             - log_normal_diag(z, mean, log_var))  # (k * batch,)
+    return ops.transpose(ops.reshape(log_w, (k, -1)))
 
 
-def iw_nll(decoder, x, z_mean, z_log_var, iw_samples: int, likelihood: str, rng, labels=None):
+def _compiled(decoder, likelihood: str):
+    """iw_log_weights as one tf.function, so decoding and the densities run as a single graph
+    instead of op by op; retraced only when a chunk's shape changes. Returns float64 numpy."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def log_weights(x, z_mean, z_log_var, eps, *labels):  # labels: () or (one-hot,)
+        return iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, *labels)
+
+    def call(x, z_mean, z_log_var, eps, labels=None):
+        extra = () if labels is None else (labels,)
+        return np.asarray(log_weights(x, z_mean, z_log_var, eps, *extra), np.float64)
+    return call
+
+
+def iw_nll(log_weights, x, z_mean, z_log_var, iw_samples: int, rng, labels=None):
     """Per-example -log (1/K sum_k w_k), streamed over chunks of samples.
 
-    A running max and a rescaled running sum make the log-sum-exp stable and keep memory at one
-    chunk (about DECODED_PER_CALL images) whatever K is, so K = 5000 needs no more than K = 50.
+    log_weights(x, z_mean, z_log_var, eps, labels) -> (batch, k) is `_compiled(decoder, likelihood)`. A running max and a rescaled running sum make the log-sum-exp
+    stable and keep memory at one chunk (about DECODED_PER_CALL images) whatever K is, so
+    K = 5000 needs no more than K = 50.
     """
     b, d = z_mean.shape
     chunk = max(1, DECODED_PER_CALL // b)
@@ -75,7 +92,7 @@ def iw_nll(decoder, x, z_mean, z_log_var, iw_samples: int, likelihood: str, rng,
     for start in range(0, iw_samples, chunk):
         k = min(chunk, iw_samples - start)
         eps = rng.standard_normal((k, b, d)).astype(np.float32)
-        log_w = iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, labels)  # (b, k)
+        log_w = np.asarray(log_weights(x, z_mean, z_log_var, eps, labels), np.float64)  # (b, k)
         new_max = np.maximum(running_max, log_w.max(axis=1))
         running_sum = running_sum * np.exp(running_max - new_max) + np.exp(log_w - new_max[:, None]).sum(1)
         running_max = new_max
@@ -99,6 +116,7 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
     if len(x) == 0:
         raise ValueError("evaluate needs at least one example")
     elbo_rng, iw_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    log_weights = _compiled(decoder, likelihood) if iw_samples else None
     recon, kl, iw, z_means = [], [], [], []
     n = len(x)
     for start in range(0, n, batch_size):
@@ -111,7 +129,7 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
         kl.append(k)
         z_means.append(z_mean)
         if iw_samples:
-            iw.append(iw_nll(decoder, xb, z_mean, z_log_var, iw_samples, likelihood, iw_rng, yb))
+            iw.append(iw_nll(log_weights, xb, z_mean, z_log_var, iw_samples, iw_rng, yb))
         if progress:
             progress(min(start + batch_size, n), n)
     return _summary(np.concatenate(recon), np.concatenate(kl), np.concatenate(z_means),

@@ -143,7 +143,8 @@ def sample_command(args: argparse.Namespace) -> int:
     run = load_run(run_path)
     classes = num_classes if config.conditional else None
     if args.interpolate is not None:
-        samples, title = _walk(run, args, args.label), "Latent interpolation"
+        samples = _walk(run, args, args.label)
+        title = f"Latent interpolation, held-out image {args.interpolate[0]} to {args.interpolate[1]}"
     else:
         samples = generate(run.decoder, config.latent_dim, n=args.n or 64, z=args.z, seed=args.seed,
                            temperature=1.0 if args.temperature is None else args.temperature,
