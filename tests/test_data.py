@@ -8,7 +8,7 @@ import pytest
 
 from vae_cli import data
 from vae_cli.data import (ConditionalBatches, Dataset, check_dataset_spec, load_dataset, load_eval_split,
-                          make_tf_dataset, one_hot)
+                          make_tf_dataset, one_hot, same_source)
 from vae_cli.errors import UsageError
 
 
@@ -339,3 +339,19 @@ def test_one_hot_checks_the_label_range():
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
     with pytest.raises(ValueError, match="labels must lie in 0..2"):
         one_hot(np.array([3]), 3)
+
+
+def test_same_source_compares_what_is_loaded(tmp_path):
+    (tmp_path / "d").mkdir()
+    assert same_source(f"npz:{tmp_path}/a.npz", f"npz:{tmp_path}/d/../a.npz")
+    assert not same_source(f"npz:{tmp_path}/a.npz", f"npz:{tmp_path}/b.npz")
+    assert same_source("mnist", "mnist-5k") and not same_source("mnist", "fashion_mnist")
+    assert not same_source(f"idx:{tmp_path}", f"npz:{tmp_path}")
+
+
+def test_eval_split_of_data_no_model_saw_is_all_of_it(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.zeros((50, 4, 4), np.uint8), y=np.arange(50) % 5)
+    held = load_eval_split(f"npz:{path}", validation_split=0.1, seed=0, all_if_no_test=True)
+    assert held.x.shape == (50, 4, 4, 1) and len(held.y) == 50 and held.split.startswith("all 50 images")
+    assert len(load_eval_split(f"npz:{path}", validation_split=0.1, seed=0).x) == 5

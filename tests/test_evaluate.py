@@ -134,6 +134,17 @@ def test_vae_eval_prints_the_protocol_and_writes_eval_json(mlp_run, tmp_path, ca
         assert text in out
 
 
+def test_vae_eval_report_elsewhere_leaves_the_run_alone(mlp_run, tmp_path, capsys):
+    before = sorted(p.name for p in mlp_run.iterdir())
+    assert main([str(mlp_run), "--iw-samples", "0", "--json", str(tmp_path / "reports" / "e.json")]) == 0
+    assert "iw_nll" not in json.loads((tmp_path / "reports" / "e.json").read_text())
+    out = capsys.readouterr().out
+    assert "no IW bound" in out and "-log p(x)" not in out
+    assert sorted(p.name for p in mlp_run.iterdir()) == before
+    assert main([str(mlp_run), "--json", str(tmp_path)]) == 2
+    assert "is a folder; give a file path" in capsys.readouterr().err
+
+
 def test_vae_eval_refuses_other_image_shapes(mlp_run, tiny_npz, tmp_path, capsys):
     cifar_like = tmp_path / "rgb.npz"
     np.savez(cifar_like, x=np.zeros((4, 32, 32, 3), np.uint8))

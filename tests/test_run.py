@@ -147,6 +147,26 @@ def test_held_out_data_must_match_the_run(tmp_path, tiny_npz):
         load_held_out(load_run(cond), f"npz:{labelled}")
 
 
+def test_held_out_images_are_ones_the_run_never_trained_on(tmp_path):
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=np.zeros((40, 8, 8), np.uint8))
+    path, _ = make_run(tmp_path / "run", Config(arch="mlp", hidden_dim=16, dataset=f"npz:{data}"))
+    run = load_run(path)
+    own = load_held_out(run)  # the validation split training used
+    assert len(own.x) == 4 and own.split.startswith("validation: 10% of train held out")
+    assert len(load_held_out(run, f"npz:{tmp_path}/./digits.npz").x) == 4  # the same file
+    other = tmp_path / "other.npz"
+    shutil.copy(data, other)
+    assert len(load_held_out(run, f"npz:{other}").x) == 40  # data it never saw: all of it
+
+
+def test_the_real_mnist_test_folder_is_evaluated_whole(tmp_path, mnist_t10k_dir):
+    path, _ = make_run(tmp_path / "run", Config(arch="mlp", hidden_dim=16, dataset="mnist-5k"),
+                       shape=(28, 28, 1))
+    held = load_held_out(load_run(path), f"idx:{mnist_t10k_dir}")
+    assert held.x.shape == (10_000, 28, 28, 1) and held.split.startswith("all 10,000 images")
+
+
 def test_read_history(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n1,3.5,4.0\n2,2.5,3.0\n")
     assert read_history(tmp_path) == {"loss": [3.5, 2.5], "val_loss": [4.0, 3.0]}

@@ -174,8 +174,9 @@ class HeldOut(NamedTuple):
 
 
 def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size=None,
-                    channels: int = 0, warn=_stderr_warn) -> HeldOut:
-    """The held-out split for evaluation and plots: the same one load_dataset validates on.
+                    channels: int = 0, all_if_no_test: bool = False, warn=_stderr_warn) -> HeldOut:
+    """The held-out split for evaluation and plots: the same one load_dataset validates on, or,
+    with all_if_no_test (data no model was trained on), every image when there is no test split.
 
     Only the held-out images are converted to float32; a folder source gives its bounded
     in-memory sample.
@@ -189,9 +190,24 @@ def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size
     if raw.x_test is not None:
         x_test = _reshape(_to_unit(raw.x_test, spec, "test"), image_size, channels)
         return HeldOut(x_test, raw.y_test, "test", raw.source)
+    if all_if_no_test:
+        desc = f"all {len(raw.x_train):,} images (no test split, and none of them trained this model)"
+        x_all = _reshape(_to_unit(raw.x_train, spec, "evaluation"), image_size, channels)
+        return HeldOut(x_all, raw.y_train, desc, raw.source)
     _, val_idx, desc = _split_indices(len(raw.x_train), validation_split, seed)
     x, y = _take(raw.x_train, raw.y_train, val_idx)
     return HeldOut(_reshape(_to_unit(x, spec, "validation"), image_size, channels), y, desc, raw.source)
+
+
+def same_source(spec: str, other: str) -> bool:
+    """Whether two dataset specs name the same data: paths compared resolved, and mnist-5k equal
+    to mnist, whose offline fallback it is (online, mnist has a test split, which is used anyway)."""
+    def key(s: str) -> tuple[str, str]:
+        kind, arg = _parse_spec(s)
+        if kind in ("npz", "idx", "folder"):
+            return kind, str(Path(arg).expanduser().resolve())
+        return ("mnist-5k" if kind == "mnist" else kind), ""
+    return key(spec) == key(other)
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:

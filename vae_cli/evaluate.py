@@ -172,13 +172,13 @@ def report(result: dict, *, run: str, data: dict, likelihood: str, seed: int, co
 
 def format_table(rep: dict) -> str:
     """The report as a short table, the protocol stated above the numbers."""
-    p, d = rep["protocol"], rep["protocol"]["data"]
+    p, d, k = rep["protocol"], rep["protocol"]["data"], rep["protocol"]["iw_samples"]
     lines = [
         f"run:      {rep['run']}",
         f"data:     {d['source']}",
         f"split:    {d['split']}, {d['n_examples']:,} images",
         (f"protocol: {p['pixels']}; {p['likelihood']} likelihood; ELBO with {p['elbo_samples']} z sample "
-         f"per image; IW bound with K={p['iw_samples']}; seed {p['seed']}"),
+         f"per image; {f'IW bound with K={k}' if k else 'no IW bound'}; seed {p['seed']}"),
         "",
         f"{'':34}{'nats':>10}{'± se':>8}",
         f"{'-ELBO':34}{rep['neg_elbo']:10.2f}{rep['neg_elbo_se']:8.2f}",

@@ -34,7 +34,7 @@ from typing import Any
 
 from .atomic import atomic_path, write_json, write_text, write_weights  # noqa: F401  (re-exported for callers)
 from .config import FORMAT_VERSION, Config, config_from_dict
-from .data import HeldOut, load_eval_split
+from .data import HeldOut, load_eval_split, same_source
 from .errors import UsageError
 
 CONFIG_FILE = "config.json"
@@ -70,10 +70,10 @@ def check_output_root(out: str) -> Path:
 def check_can_create(folder: Path) -> None:
     """Refuse, before any work, a folder that is a file or that could not be created or written."""
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out: {folder} exists and is not a folder; pick a folder")
+        raise UsageError(f"{folder} exists and is not a folder; pick a folder with --out")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out: cannot write under {existing}; pick a writable folder")
+        raise UsageError(f"cannot write under {existing} (not writable); pick a writable folder with --out")
 
 
 def plot_folder(run_path: Path, out: str | None = None) -> Path:
@@ -274,10 +274,13 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 def load_held_out(run: Run, dataset: str | None = None) -> HeldOut:
-    """The held-out images for a run: its own split (the same seed and fraction as training),
-    or the held-out split of another dataset with the same image shape."""
+    """Images the run never trained on: a test split when the data has one; else, for the run's
+    own data, the validation split training used (same seed and fraction); else, for other data
+    (with the same image shape), all of it."""
     spec = dataset or run.config.dataset
-    held = load_eval_split(spec, validation_split=run.config.validation_split, seed=run.config.seed)
+    held = load_eval_split(spec, validation_split=run.config.validation_split, seed=run.config.seed,
+                           image_size=run.config.image_hw, channels=run.config.channels,  # as in training
+                           all_if_no_test=not same_source(spec, run.config.dataset))
     shape = tuple(int(d) for d in held.x.shape[1:])
     if shape != run.input_shape:
         raise UsageError(

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per encoder pass; memory does not grow with K (default: 256)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
                         help="seeds the z samples (default: 0)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="where to write the report (default: RUN/eval.json; use it for a read-only run)")
     return parser
 
 
@@ -50,17 +52,22 @@ def _progress(done: int, total: int) -> None:
 
 def eval_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
-    from ..run import read_run_config
+    from ..errors import UsageError
+    from ..run import EVAL_FILE, check_can_create, read_run_config
 
     run_path = Path(args.run).expanduser()
     config, _, _, _ = read_run_config(run_path)
     if args.dataset:
         check_dataset_spec(args.dataset)
+    report_path = Path(args.json).expanduser() if args.json else run_path / EVAL_FILE
+    if report_path.is_dir():
+        raise UsageError(f"--json: {report_path} is a folder; give a file path like {report_path / EVAL_FILE}")
+    check_can_create(report_path.parent)
 
     quiet_tensorflow()
     from ..data import one_hot
     from ..evaluate import evaluate, format_table, report
-    from ..run import EVAL_FILE, load_held_out, load_run, write_json
+    from ..run import load_held_out, load_run, write_json
 
     run = load_run(run_path)
     held = load_held_out(run, args.dataset)
@@ -72,9 +79,9 @@ def eval_command(args: argparse.Namespace) -> int:
             "n_examples": len(held.x)}
     rep = report(result, run=str(run_path), data=data, likelihood=config.likelihood, seed=args.seed,
                  conditional=run.conditional)
-    write_json(run_path / EVAL_FILE, rep)
+    write_json(report_path, rep)
     print(format_table(rep))
-    print(f"wrote {run_path / EVAL_FILE}")
+    print(f"wrote {report_path}")
     return 0
 
 

@@ -127,7 +127,7 @@ def _walk(run, args, label):
 def sample_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
     from ..export import check_output_folder, new_output_folder, write_samples
-    from ..run import GENERATED_DIR, read_run_config
+    from ..run import GENERATED_DIR, check_can_create, read_run_config
 
     run_path = Path(args.run).expanduser()
     config, _, num_classes, _ = read_run_config(run_path)
@@ -135,6 +135,8 @@ def sample_command(args: argparse.Namespace) -> int:
     if args.dataset:
         check_dataset_spec(args.dataset)
     out = check_output_folder(args.out) if args.out else None
+    if out is None:
+        check_can_create(run_path / GENERATED_DIR)
 
     quiet_tensorflow()
     from ..run import load_run
