@@ -127,3 +127,16 @@ def test_conditional_sampling_draws_the_requested_class(cond_run, tmp_path):
 def test_conditional_label_out_of_range(cond_run, tmp_path, capsys):
     assert exit_code([str(cond_run), "--label", "10", "--out", str(tmp_path / "o")]) == 2
     assert "--label: expected a class from 0 to 9, got 10" in capsys.readouterr().err
+
+
+def test_conditional_interpolation_blends_the_two_labels(cond_run, tmp_path):
+    from vae_cli.run import load_held_out, load_run
+
+    y = load_held_out(load_run(cond_run)).y
+    i, j = 0, int(np.argmax(y != y[0]))  # two images of different classes
+    sample(cond_run, tmp_path / "walk", "--interpolate", str(i), str(j), "--steps", "5")
+    labels = np.load(tmp_path / "walk" / "labels.npy")
+    assert labels[0].argmax() == y[i] and labels[-1].argmax() == y[j]
+    np.testing.assert_allclose(labels[2][[y[i], y[j]]], [0.5, 0.5])
+    sample(cond_run, tmp_path / "fixed", "--interpolate", str(i), str(j), "--steps", "5", "--label", "3")
+    assert np.all(np.load(tmp_path / "fixed" / "labels.npy").argmax(1) == 3)

@@ -17,8 +17,9 @@ from . import plots, sampling
 from .data import one_hot
 
 TRAINING_FIGURES = ("loss", "latent", "manifold", "samples", "recon")
-# A conditional run has one manifold per class (~1.5 s each to draw); vae-train leaves them to
-# `vae-plot RUN --what manifold` and shows the classes in samples.png instead.
+# A conditional run has one manifold per class, which take several times as long to draw as all
+# the other figures together; vae-train leaves them to `vae-plot RUN --what manifold` and shows
+# the classes in samples.png instead.
 CONDITIONAL_TRAINING_FIGURES = ("loss", "latent", "samples", "recon")
 MAX_SCATTER_POINTS = 10_000
 MAX_TRAVERSAL_DIMS = 20  # beyond this the rows get too thin: the most active dimensions are shown

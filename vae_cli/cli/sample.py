@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(parser.prog, lambda: sample_command(args))
 
 
-def _walk(run, args, label):
+def _walk(run, args):
     """The --interpolate request: images I and J of the held-out split, walked in latent space."""
     from ..data import one_hot
     from ..errors import UsageError
@@ -120,7 +120,7 @@ def _walk(run, args, label):
         raise UsageError(f"--interpolate: indexes must be 0 to {len(held.x) - 1} (the held-out split "
                          f"has {len(held.x):,} images), got {i} {j}")
     labels = one_hot(held.y[[i, j]], run.num_classes) if run.conditional else None
-    fixed = None if label is None else one_hot([label], run.num_classes)[0]
+    fixed = None if args.label is None else one_hot([args.label], run.num_classes)[0]
     return interpolate_images(run.encoder, run.decoder, held.x[[i, j]], args.steps or 10, labels, fixed)
 
 
@@ -145,7 +145,7 @@ def sample_command(args: argparse.Namespace) -> int:
     run = load_run(run_path)
     classes = num_classes if config.conditional else None
     if args.interpolate is not None:
-        samples = _walk(run, args, args.label)
+        samples = _walk(run, args)
         title = f"Latent interpolation, held-out image {args.interpolate[0]} to {args.interpolate[1]}"
     else:
         samples = generate(run.decoder, config.latent_dim, n=args.n or 64, z=args.z, seed=args.seed,
