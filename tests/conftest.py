@@ -6,6 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# What the commands set before importing keras (see cli.common.quiet_tensorflow); the in-process
+# tests import keras first, so they set it here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture
 def mnist_t10k_dir() -> Path:
@@ -28,3 +32,28 @@ def tiny_npz(tmp_path) -> Path:
              x_test=rng.integers(0, 256, (16, 28, 28), dtype=np.uint8),
              y_test=np.arange(16) % 10)
     return path
+
+
+def _train_tiny_run(out: Path, *flags: str) -> Path:
+    """Train a tiny run on the bundled digits with vae-train itself; returns its directory."""
+    from vae_cli.cli.train import main
+
+    assert main(["--dataset", "mnist-5k", "--out", str(out), "--seed", "0", *flags]) == 0
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> Path:
+    """A 2-D MLP VAE trained for 3 epochs (a few seconds): trained enough for the IW bound to be
+    clearly tighter than the ELBO. Tests must not modify it (copy it first)."""
+    return _train_tiny_run(tmp_path_factory.mktemp("mlp-run"), "--arch", "mlp", "--hidden-dim", "64",
+                           "--latent-dim", "2", "--epochs", "3", "--name", "mlp")
+
+
+@pytest.fixture(scope="session")
+def cond_run(tmp_path_factory) -> Path:
+    """A conditional MLP VAE with a 3-D latent, 3 epochs: enough to draw recognisable classes.
+    Tests must not modify it."""
+    return _train_tiny_run(tmp_path_factory.mktemp("cond-run"), "--arch", "mlp", "--hidden-dim", "128",
+                           "--latent-dim", "3", "--epochs", "3", "--conditional", "--name", "cond")

@@ -103,6 +103,23 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
     assert not out.exists() or not list(out.iterdir())
 
 
+def test_conditional_on_unlabelled_data_is_refused_before_any_run_directory(tmp_path, capsys):
+    data = tmp_path / "unlabelled.npz"
+    np.savez(data, x=np.zeros((20, 8, 8), np.uint8))
+    out = tmp_path / "runs"
+    assert exit_code(["--dataset", f"npz:{data}", "--conditional", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--conditional needs a class label for every image" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_conditional_run_records_its_classes(cond_run):
+    config = json.loads((cond_run / "config.json").read_text())
+    assert config["config"]["conditional"] is True and config["num_classes"] == 10
+    metrics = json.loads((cond_run / "metrics.json").read_text())
+    assert metrics["eval"]["iw_nll"] < metrics["eval"]["neg_elbo"]
+
+
 def test_malformed_preset_reports_line_and_column(tmp_path, capsys):
     preset = tmp_path / "bad.json"
     preset.write_text('{\n  "latent_dim": 2,\n  "epochs": ,\n}')
@@ -130,7 +147,8 @@ def test_help_lists_every_flag_with_defaults_without_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for flag in ["--arch", "--latent-dim", "--hidden-dim", "--epochs", "--batch-size", "--learning-rate",
                  "--optimizer", "--beta", "--recon-weight", "--likelihood", "--kl-warmup-epochs",
-                 "--dataset", "--validation-split", "--seed", "--out", "--name", "--preset"]:
+                 "--dataset", "--validation-split", "--seed", "--out", "--name", "--preset",
+                 "--conditional", "--no-conditional"]:
         assert flag in out
     assert "(default: 128)" in out and "examples:" in out
     assert out.strip().endswith("TF False")

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from vae_cli import data
-from vae_cli.data import Dataset, check_dataset_spec, load_dataset, load_eval_split, make_tf_dataset
+from vae_cli.data import (ConditionalBatches, Dataset, check_dataset_spec, load_dataset, load_eval_split,
+                          make_tf_dataset, one_hot, same_source)
 from vae_cli.errors import UsageError
 
 
@@ -41,10 +42,10 @@ def test_seeded_split_is_deterministic_and_depends_on_seed(mnist_5k):
     np.testing.assert_array_equal(same.x_val, mnist_5k.x_val)
     np.testing.assert_array_equal(same.y_train, mnist_5k.y_train)
     assert not np.array_equal(other.x_val, mnist_5k.x_val)
-    x, y, desc = load_eval_split("mnist-5k", validation_split=0.1, seed=0)
+    x, y, desc, source = load_eval_split("mnist-5k", validation_split=0.1, seed=0)
     np.testing.assert_array_equal(x, mnist_5k.x_val)
     np.testing.assert_array_equal(y, mnist_5k.y_val)
-    assert desc == mnist_5k.val_split
+    assert desc == mnist_5k.val_split and source == mnist_5k.source
 
 
 def test_mnist_falls_back_to_bundled_digits_offline(monkeypatch):
@@ -93,7 +94,7 @@ def test_npz_keras_style(tiny_npz):
     _assert_unit_images(ds.x_train, (64, 28, 28, 1))
     _assert_unit_images(ds.x_val, (16, 28, 28, 1))
     assert ds.val_split == "test" and ds.num_classes == 10
-    x, y, desc = load_eval_split(f"npz:{tiny_npz}", validation_split=0.1, seed=0)
+    x, y, desc, _ = load_eval_split(f"npz:{tiny_npz}", validation_split=0.1, seed=0)
     np.testing.assert_array_equal(x, ds.x_val)
     assert desc == "test"
 
@@ -211,7 +212,7 @@ def test_idx_only_t10k_becomes_training_data(tmp_path):
     ds = load_dataset(f"idx:{tmp_path}", validation_split=0.1, seed=0)
     assert ds.x_train.shape[0] == 18 and ds.x_val.shape[0] == 2
     assert ds.val_split.startswith("validation:")
-    x, y, desc = load_eval_split(f"idx:{tmp_path}", validation_split=0.1, seed=0)
+    x, y, desc, _ = load_eval_split(f"idx:{tmp_path}", validation_split=0.1, seed=0)
     np.testing.assert_array_equal(x, ds.x_val)
     assert desc == ds.val_split
 
@@ -319,3 +320,38 @@ def test_make_tf_dataset_with_labels():
     y = np.arange(5, dtype=np.int64)
     xb, yb = next(iter(make_tf_dataset(x, batch_size=5, shuffle=True, seed=0, y=y)))
     assert xb.shape == (5, 3, 3, 1) and sorted(yb.numpy()) == list(range(5))
+
+
+def test_conditional_batches_feed_the_label_as_a_one_hot_input():
+    x = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1) * np.ones((1, 3, 3, 1), np.float32)
+    y = np.arange(5, dtype=np.int64) % 3
+    ds = Dataset(x, y, x[:2], y[:2], "s", "test")
+    batch = next(iter(ConditionalBatches(ds, 3).train_batches(5, seed=0)))
+    xb, onehot = batch["x"].numpy(), batch["label"].numpy()
+    assert xb.shape == (5, 3, 3, 1) and onehot.shape == (5, 3) and onehot.dtype == np.float32
+    # shuffled together: each image (its value is its index) keeps its own label
+    np.testing.assert_array_equal(onehot.argmax(1), xb[:, 0, 0, 0].astype(int) % 3)
+    assert sorted(xb[:, 0, 0, 0]) == [0, 1, 2, 3, 4] and np.all(onehot.sum(1) == 1)
+    assert ConditionalBatches(ds, 3).n_train == 5  # the rest of the interface passes through
+
+
+def test_one_hot_checks_the_label_range():
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="labels must lie in 0..2"):
+        one_hot(np.array([3]), 3)
+
+
+def test_same_source_compares_what_is_loaded(tmp_path):
+    (tmp_path / "d").mkdir()
+    assert same_source(f"npz:{tmp_path}/a.npz", f"npz:{tmp_path}/d/../a.npz")
+    assert not same_source(f"npz:{tmp_path}/a.npz", f"npz:{tmp_path}/b.npz")
+    assert same_source("mnist", "mnist-5k") and not same_source("mnist", "fashion_mnist")
+    assert not same_source(f"idx:{tmp_path}", f"npz:{tmp_path}")
+
+
+def test_eval_split_of_data_no_model_saw_is_all_of_it(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.zeros((50, 4, 4), np.uint8), y=np.arange(50) % 5)
+    held = load_eval_split(f"npz:{path}", validation_split=0.1, seed=0, all_if_no_test=True)
+    assert held.x.shape == (50, 4, 4, 1) and len(held.y) == 50 and held.split.startswith("all 50 images")
+    assert len(load_eval_split(f"npz:{path}", validation_split=0.1, seed=0).x) == 5

@@ -160,3 +160,25 @@ def test_two_workers_train_one_model_and_only_the_chief_writes(unlabelled_pngs, 
     assert "not the chief" in worker_log and "run directory:" not in worker_log
     (temp,) = re.findall(r"files go to (\S+), removed at the end", worker_log)
     assert not Path(temp).exists()
+
+
+# ---------------------------------------------------------------- conditional inputs in the custom loop
+
+
+def test_custom_loop_trains_a_conditional_vae_on_dict_batches():
+    import tensorflow as tf
+
+    from vae_cli import distribute
+    from vae_cli.config import Config
+    from vae_cli.data import ConditionalBatches, Dataset
+    from vae_cli.models import build_vae
+
+    x = np.random.default_rng(0).random((24, 6, 6, 1), dtype=np.float32)
+    y = np.arange(24) % 3
+    data = ConditionalBatches(Dataset(x, y, x[:6], y[:6], "fixed", "test"), 3)
+    models = build_vae(Config(arch="mlp", hidden_dim=8, conditional=True), (6, 6, 1), 3)
+    models.vae.compile(optimizer="adam")
+    history = distribute.fit_custom_loop(models.vae, tf.distribute.get_strategy(), data, batch_size=8,
+                                         seed=0, epochs=2, callbacks=[], verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["val_loss"]).all()
+    assert history.history["loss"][1] < history.history["loss"][0]

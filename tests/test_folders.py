@@ -80,10 +80,11 @@ def test_training_batches_are_shuffled_reproducibly_and_shards_split_the_files(l
 
 def test_eval_split_of_a_folder_is_its_validation_sample(labelled):
     ds = _load(labelled, image_size=(6, 5))
-    x, y, desc = load_eval_split(f"folder:{labelled}", validation_split=0.25, seed=0, image_size=(6, 5))
+    x, y, desc, source = load_eval_split(f"folder:{labelled}", validation_split=0.25, seed=0, image_size=(6, 5))
     np.testing.assert_array_equal(x, ds.x_val)
     np.testing.assert_array_equal(y, ds.y_val)
     assert desc == ds.val_split == "validation: 25% of train held out (6 of 24, seed 0)"
+    assert source == ds.source
 
 
 def test_in_memory_sources_offer_the_same_batches():
@@ -221,3 +222,21 @@ def test_vae_train_on_a_folder_of_class_subfolders(labelled, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["eval"]["n_examples"] == 2 and metrics["strategy"]["replicas"] == 1
     assert (run / "latent.png").stat().st_size > 0 and (run / "vae.weights.h5").is_file()
+
+
+def test_conditional_run_on_class_subfolders_samples_and_evaluates(labelled, tmp_path):
+    from vae_cli.cli import eval as eval_cli
+    from vae_cli.cli import sample as sample_cli
+
+    out = tmp_path / "runs"
+    assert main(["--dataset", f"folder:{labelled}", "--image-size", "8", "--channels", "1", "--arch", "mlp",
+                 "--hidden-dim", "8", "--epochs", "1", "--batch-size", "8", "--conditional",
+                 "--out", str(out)]) == 0
+    (run,) = out.iterdir()
+    assert sample_cli.main([str(run), "--label", "2", "-n", "3", "--out", str(tmp_path / "s")]) == 0
+    assert np.load(tmp_path / "s" / "samples.npy").shape == (3, 8, 8, 1)
+    assert np.all(np.load(tmp_path / "s" / "labels.npy").argmax(1) == 2)
+    # the held-out images get the run's --image-size and --channels before the shape check
+    assert eval_cli.main([str(run), "--iw-samples", "2"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["protocol"]["quantity"] == "-log p(x | y), labels given" and report["n_examples"] == 2

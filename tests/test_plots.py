@@ -101,6 +101,14 @@ class TestImages:
         assert width >= 7 * 28 and height >= 4 * 28
         assert no_leftovers(tmp_path) == []
 
+    def test_labelled_rows_and_traversal_of_chosen_dimensions(self, tmp_path):
+        plots.plot_labelled_rows(gray(3 * 10), 10, ["label 0", "label 1", "label 2"], tmp_path / "rows.png",
+                                 title="Samples per class")
+        width, height = png_size(tmp_path / "rows.png")
+        assert width > 2.5 * height and height >= 3 * 28
+        plots.plot_traversal(gray(2 * 5), 2, 5, np.linspace(-3, 3, 5), tmp_path / "t.png", dims=[3, 17])
+        assert min(png_size(tmp_path / "t.png")) >= 2 * 28
+
 
 class TestCharts:
     def test_loss_with_validation(self, tmp_path):

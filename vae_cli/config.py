@@ -69,6 +69,9 @@ class Config:
         "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed "
         "(-log N(x; x_hat, 1/2))",
         choices=LIKELIHOODS))
+    conditional: bool = field(default=False, metadata=_help(
+        "conditional VAE: feed the one-hot class label to encoder and decoder, so samples can be "
+        "drawn per class (needs a labelled dataset)"))
 
     # loss: recon_weight * reconstruction + beta * KL (the classic tutorial used 10 and 1)
     beta: float = field(default=1.0, metadata=_help("weight of the KL term"))

@@ -18,6 +18,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -163,24 +164,89 @@ def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0, ima
     return Dataset(x_tr, y_tr, x_va, y_va, raw.source + note, desc)
 
 
-def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size=None,
-                    channels: int = 0, warn=_stderr_warn) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The held-out split for evaluation and plots: the same one load_dataset validates on.
+class HeldOut(NamedTuple):
+    """The held-out split of a source, as evaluation and plots use it."""
 
-    Returns (x, y, description) where description equals Dataset.val_split. Only the held-out
-    images are converted to float32; a folder source gives its bounded in-memory sample.
+    x: np.ndarray  # float32 (N, H, W, C) in [0, 1]
+    y: np.ndarray | None  # int64 (N,), None when the source has no labels
+    split: str  # equals Dataset.val_split: "test", or how validation was carved out of train
+    source: str  # what was actually loaded, one line
+
+
+def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size=None,
+                    channels: int = 0, all_if_no_test: bool = False, warn=_stderr_warn) -> HeldOut:
+    """The held-out split for evaluation and plots: the same one load_dataset validates on, or,
+    with all_if_no_test (data no model was trained on), every image when there is no test split.
+
+    Only the held-out images are converted to float32; a folder source gives its bounded
+    in-memory sample.
     """
     _check_fraction(validation_split)
     if _parse_spec(spec)[0] == "folder":
         folder = load_dataset(spec, validation_split=validation_split, seed=seed,
                               image_size=image_size, channels=channels, warn=warn)
-        return folder.x_val, folder.y_val, folder.val_split
+        return HeldOut(folder.x_val, folder.y_val, folder.val_split, folder.source)
     raw = _load_raw(spec, warn)
     if raw.x_test is not None:
-        return _reshape(_to_unit(raw.x_test, spec, "test"), image_size, channels), raw.y_test, "test"
+        x_test = _reshape(_to_unit(raw.x_test, spec, "test"), image_size, channels)
+        return HeldOut(x_test, raw.y_test, "test", raw.source)
+    if all_if_no_test:
+        desc = f"all {len(raw.x_train):,} images (no test split, and none of them trained this model)"
+        x_all = _reshape(_to_unit(raw.x_train, spec, "evaluation"), image_size, channels)
+        return HeldOut(x_all, raw.y_train, desc, raw.source)
     _, val_idx, desc = _split_indices(len(raw.x_train), validation_split, seed)
     x, y = _take(raw.x_train, raw.y_train, val_idx)
-    return _reshape(_to_unit(x, spec, "validation"), image_size, channels), y, desc
+    return HeldOut(_reshape(_to_unit(x, spec, "validation"), image_size, channels), y, desc, raw.source)
+
+
+def same_source(spec: str, other: str) -> bool:
+    """Whether two dataset specs name the same data: paths compared resolved, and mnist-5k equal
+    to mnist, whose offline fallback it is (online, mnist has a test split, which is used anyway)."""
+    def key(s: str) -> tuple[str, str]:
+        kind, arg = _parse_spec(s)
+        if kind in ("npz", "idx", "folder"):
+            return kind, str(Path(arg).expanduser().resolve())
+        return ("mnist-5k" if kind == "mnist" else kind), ""
+    return key(spec) == key(other)
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Integer labels (N,) -> float32 (N, num_classes), the conditioning input of a conditional VAE."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}. Received: "
+                         f"{labels.min()}..{labels.max()}")
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def conditional_inputs(batches, num_classes: int):
+    """(images, labels) batches -> {"x": images, "label": one-hot labels}: the inputs of a
+    conditional VAE, keyed by its input names (a dict is never mistaken by fit for targets)."""
+    import tensorflow as tf
+
+    return batches.map(lambda x, y: {"x": x, "label": tf.one_hot(y, num_classes)})
+
+
+@dataclass(frozen=True)
+class ConditionalBatches:
+    """A Dataset or FolderDataset whose batches are conditional-VAE inputs; everything else
+    (n_train, x_val, ...) passes through to the wrapped data."""
+
+    data: object
+    num_classes: int
+
+    def train_batches(self, batch_size: int, **options):
+        return conditional_inputs(self.data.train_batches(batch_size, labels=True, **options), self.num_classes)
+
+    def val_batches(self, batch_size: int, **options):
+        return conditional_inputs(self.data.val_batches(batch_size, labels=True, **options), self.num_classes)
+
+    def epoch_batches(self, batch_size: int, **options):
+        batches, steps = self.data.epoch_batches(batch_size, labels=True, **options)
+        return conditional_inputs(batches, self.num_classes), steps
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
 
 
 def make_tf_dataset(x, *, batch_size: int, shuffle: bool, seed: int, y=None, shard=None,

@@ -212,6 +212,13 @@ def weights_digest(model) -> str:
 # ---------------------------------------------------------------- the custom training loop
 
 
+def _examples(x):
+    """Examples in a batch: images, or a conditional VAE's {"x": images, "label": one-hot}."""
+    import tensorflow as tf
+
+    return tf.shape(tf.nest.flatten(x)[0])[0]
+
+
 def _replica_steps(model, strategy, loss_tracker, global_batch: int):
     """tf.functions running one training step and one validation batch on every replica."""
     import tensorflow as tf
@@ -222,14 +229,14 @@ def _replica_steps(model, strategy, loss_tracker, global_batch: int):
             loss = tf.add_n(model.losses)  # the add_loss terms: means over this replica's examples
             # Weighted by this replica's share of the global batch, the gradients the optimizer
             # all-reduces (SUM) add up to the gradient of the global-batch mean.
-            scaled = loss * tf.cast(tf.shape(x)[0], loss.dtype) / global_batch
+            scaled = loss * tf.cast(_examples(x), loss.dtype) / global_batch
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        loss_tracker.update_state(loss, sample_weight=tf.shape(x)[0])
+        loss_tracker.update_state(loss, sample_weight=_examples(x))
 
     def validate_on_replica(x):
         model(x, training=False)
-        n = tf.shape(x)[0]  # the last batch may leave a replica with no examples
+        n = _examples(x)  # the last batch may leave a replica with no examples
         loss = tf.where(n > 0, tf.add_n(model.losses), 0.0)
         loss_tracker.update_state(loss, sample_weight=n)
 

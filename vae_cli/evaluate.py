@@ -1,9 +1,11 @@
 """Held-out numbers of a trained VAE: negative ELBO (recon + KL), the importance-weighted bound
 on -log p(x) (Burda et al. 2015), and the number of active latent units.
 
-All values are nats per example, averaged over the data. The reconstruction term is exactly
-the one training minimised (`losses.reconstruction_nll`), so -ELBO here is the training loss
-(with beta = recon_weight = 1) on held-out data.
+All values are nats per example, averaged over the data. The reconstruction and KL terms are
+exactly the ones training minimised (`losses`), with the same clipping of log-variances, so
+-ELBO here is the training loss (with beta = recon_weight = 1) on held-out data. `labels` are
+one-hot (N, K) and are given exactly when the models are conditional (then the numbers are
+-log p(x | y)).
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from keras import ops
 
+from .layers import LOG_VAR_RANGE
 from .losses import kl_divergence, log_normal_diag, log_standard_normal, reconstruction_nll
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: Cov_x(E_q[z_u]) > 0.01
+DECODED_PER_CALL = 1024  # IW samples are decoded in chunks of about this many images
+
+
+def _inputs(a, labels):
+    return a if labels is None else [a, labels]
 
 
 def _logmeanexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -23,63 +32,161 @@ def _logmeanexp(a: np.ndarray, axis: int) -> np.ndarray:
     return np.squeeze(m, axis) + np.log(np.mean(np.exp(a - m), axis=axis))
 
 
-def iw_log_weights(encoder_out, decoder, x, k: int, likelihood: str, rng: np.random.Generator):
-    """log w = log p(x|z) + log p(z) - log q(z|x) for k draws z ~ q(z|x): (batch, k)."""
-    z_mean, z_log_var = (np.asarray(t, np.float32) for t in encoder_out[:2])
+def posterior(encoder, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """q(z|x) as (z_mean, z_log_var), the log-variance clipped exactly as the Sampling layer does."""
+    z_mean, z_log_var, _ = encoder(_inputs(x, labels), training=False)
+    return np.asarray(z_mean, np.float32), np.clip(np.asarray(z_log_var, np.float32), *LOG_VAR_RANGE)
+
+
+def elbo_terms(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None):
+    """Per-example (recon, kl) with z = z_mean + exp(z_log_var / 2) * eps: the training loss terms."""
+    z = z_mean + np.exp(0.5 * z_log_var) * eps
+    x_hat = decoder(_inputs(z, labels), training=False)
+    recon = np.asarray(reconstruction_nll(x, x_hat, likelihood), np.float64)
+    return recon, np.asarray(kl_divergence(z_mean, z_log_var), np.float64)
+
+
+def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None):
+    """log w = log p(x|z) + log p(z) - log q(z|x) for z = mean + std * eps, eps (k, batch, d).
+
+    Returns (batch, k). Written in keras.ops so it also runs as one compiled graph (`_compiled`).
+    """
+    k = ops.shape(eps)[0]
+    d = ops.shape(z_mean)[-1]
+    # row i * batch + j of every (k * batch, ...) tensor is sample i of example j
+    z = ops.reshape(z_mean[None] + ops.exp(0.5 * z_log_var)[None] * eps, (-1, d))
+    mean, log_var = ops.tile(z_mean, (k, 1)), ops.tile(z_log_var, (k, 1))
+    x_rep = ops.tile(x, (k, 1, 1, 1))
+    x_hat = decoder(_inputs(z, None if labels is None else ops.tile(labels, (k, 1))), training=False)
+    log_w = (-reconstruction_nll(x_rep, x_hat, likelihood) + log_standard_normal(z)
+             - log_normal_diag(z, mean, log_var))  # (k * batch,)
+    return ops.transpose(ops.reshape(log_w, (k, -1)))
+
+
+def _compiled(decoder, likelihood: str):
+    """iw_log_weights as one tf.function, so decoding and the densities run as a single graph
+    instead of op by op; retraced only when a chunk's shape changes. Returns float64 numpy."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def log_weights(x, z_mean, z_log_var, eps, *labels):  # labels: () or (one-hot,)
+        return iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, *labels)
+
+    def call(x, z_mean, z_log_var, eps, labels=None):
+        extra = () if labels is None else (labels,)
+        return np.asarray(log_weights(x, z_mean, z_log_var, eps, *extra), np.float64)
+    return call
+
+
+def iw_nll(log_weights, x, z_mean, z_log_var, iw_samples: int, rng, labels=None):
+    """Per-example -log (1/K sum_k w_k), streamed over chunks of samples.
+
+    log_weights(x, z_mean, z_log_var, eps, labels) -> (batch, k) is `_compiled(decoder, likelihood)`. A running max and a rescaled running sum make the log-sum-exp
+    stable and keep memory at one chunk (about DECODED_PER_CALL images) whatever K is, so
+    K = 5000 needs no more than K = 50.
+    """
     b, d = z_mean.shape
-    eps = rng.standard_normal((k, b, d)).astype(np.float32)
-    z = z_mean[None] + np.exp(0.5 * z_log_var)[None] * eps  # (k, batch, d)
-    z_flat = z.reshape(k * b, d)
-    x_hat = np.asarray(decoder(z_flat, training=False))
-    x_rep = np.broadcast_to(x[None], (k, *x.shape)).reshape(k * b, *x.shape[1:])
-    log_px_z = np.asarray(-reconstruction_nll(x_rep, x_hat, likelihood)).reshape(k, b)
-    log_pz = np.asarray(log_standard_normal(z_flat)).reshape(k, b)
-    log_qz = np.asarray(log_normal_diag(z_flat, np.repeat(z_mean[None], k, 0).reshape(k * b, d),
-                                        np.repeat(z_log_var[None], k, 0).reshape(k * b, d))).reshape(k, b)
-    return (log_px_z + log_pz - log_qz).T
+    chunk = max(1, DECODED_PER_CALL // b)
+    running_max = np.full(b, -np.inf)
+    running_sum = np.zeros(b)
+    for start in range(0, iw_samples, chunk):
+        k = min(chunk, iw_samples - start)
+        eps = rng.standard_normal((k, b, d)).astype(np.float32)
+        log_w = np.asarray(log_weights(x, z_mean, z_log_var, eps, labels), np.float64)  # (b, k)
+        new_max = np.maximum(running_max, log_w.max(axis=1))
+        running_sum = running_sum * np.exp(running_max - new_max) + np.exp(log_w - new_max[:, None]).sum(1)
+        running_max = new_max
+    return -(running_max + np.log(running_sum) - np.log(iw_samples))
+
+
+def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+    return float(values.mean()), se
 
 
 def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: int = 0,
-             batch_size: int = 256, seed: int = 0,
+             batch_size: int = 256, seed: int = 0, labels=None,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Negative ELBO (one z sample per example, as in training), its parts, and the IW bound.
+    """Negative ELBO (one z sample per example, as in training), its parts, the IW bound with
+    `iw_samples` samples (0: skipped) and the active units, with standard errors of the means.
 
-    The IW bound is evaluated in chunks of samples so that memory stays at about
-    batch_size * chunk decoded images whatever iw_samples is.
+    The ELBO and the IW bound draw from separate random streams, so -ELBO for a seed does not
+    change with iw_samples.
     """
-    rng = np.random.default_rng(seed)
-    recon_sum = kl_sum = iw_sum = 0.0
-    z_means = []
+    if len(x) == 0:
+        raise ValueError("evaluate needs at least one example")
+    elbo_rng, iw_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    log_weights = _compiled(decoder, likelihood) if iw_samples else None
+    recon, kl, iw, z_means = [], [], [], []
     n = len(x)
-    chunk = max(1, min(iw_samples, 4096 // max(1, batch_size) or 1)) if iw_samples else 0
     for start in range(0, n, batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float32)
-        z_mean, z_log_var, _ = (np.asarray(t) for t in encoder(xb, training=False))
-        eps = rng.standard_normal(z_mean.shape).astype(np.float32)
-        z = z_mean + np.exp(0.5 * np.clip(z_log_var, -30, 20)) * eps
-        recon_sum += float(np.sum(reconstruction_nll(xb, np.asarray(decoder(z, training=False)), likelihood)))
-        kl_sum += float(np.sum(kl_divergence(z_mean, np.clip(z_log_var, -30, 20))))
+        yb = None if labels is None else np.asarray(labels[start:start + batch_size], np.float32)
+        z_mean, z_log_var = posterior(encoder, xb, yb)
+        eps = elbo_rng.standard_normal(z_mean.shape).astype(np.float32)
+        r, k = elbo_terms(decoder, xb, z_mean, z_log_var, eps, likelihood, yb)
+        recon.append(r)
+        kl.append(k)
         z_means.append(z_mean)
         if iw_samples:
-            log_w = np.concatenate([
-                iw_log_weights((z_mean, np.clip(z_log_var, -30, 20)), decoder, xb,
-                               min(chunk, iw_samples - j), likelihood, rng)
-                for j in range(0, iw_samples, chunk)], axis=1)  # (batch, K)
-            iw_sum += float(np.sum(-_logmeanexp(log_w, axis=1)))
+            iw.append(iw_nll(log_weights, xb, z_mean, z_log_var, iw_samples, iw_rng, yb))
         if progress:
             progress(min(start + batch_size, n), n)
-    z_means = np.concatenate(z_means)
+    return _summary(np.concatenate(recon), np.concatenate(kl), np.concatenate(z_means),
+                    np.concatenate(iw) if iw_samples else None, iw_samples)
+
+
+def _summary(recon, kl, z_means, iw, iw_samples: int) -> dict:
     variances = z_means.var(axis=0)
+    neg_elbo, neg_elbo_se = _mean_and_se(recon + kl)
     result = {
-        "n_examples": int(n),
-        "neg_elbo": (recon_sum + kl_sum) / n,
-        "recon": recon_sum / n,
-        "kl": kl_sum / n,
+        "n_examples": len(recon),
+        "neg_elbo": neg_elbo,
+        "neg_elbo_se": neg_elbo_se,
+        "recon": float(recon.mean()),
+        "kl": float(kl.mean()),
         "active_units": int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
         "latent_dim": int(z_means.shape[1]),
         "unit_variances": [float(v) for v in variances],
     }
-    if iw_samples:
-        result["iw_nll"] = iw_sum / n
+    if iw is not None:
+        result["iw_nll"], result["iw_nll_se"] = _mean_and_se(iw)
         result["iw_samples"] = int(iw_samples)
     return result
+
+def report(result: dict, *, run: str, data: dict, likelihood: str, seed: int, conditional: bool) -> dict:
+    """The numbers with the protocol that produced them, so they can be set beside the literature."""
+    k = result.get("iw_samples", 0)
+    protocol = {
+        "data": data,  # spec, source, split, n_examples
+        "pixels": "grey levels in [0, 1], not binarised",
+        "likelihood": likelihood,
+        "quantity": "-log p(x | y), labels given" if conditional else "-log p(x)",
+        "elbo_samples": 1,
+        "iw_samples": k,
+        "seed": seed,
+        "units": "nats per example (mean over the data; se = standard error of that mean)",
+    }
+    return {"run": run, "protocol": protocol, **result}
+
+
+def format_table(rep: dict) -> str:
+    """The report as a short table, the protocol stated above the numbers."""
+    p, d, k = rep["protocol"], rep["protocol"]["data"], rep["protocol"]["iw_samples"]
+    lines = [
+        f"run:      {rep['run']}",
+        f"data:     {d['source']}",
+        f"split:    {d['split']}, {d['n_examples']:,} images",
+        (f"protocol: {p['pixels']}; {p['likelihood']} likelihood; ELBO with {p['elbo_samples']} z sample "
+         f"per image; {f'IW bound with K={k}' if k else 'no IW bound'}; seed {p['seed']}"),
+        "",
+        f"{'':34}{'nats':>10}{'± se':>8}",
+        f"{'-ELBO':34}{rep['neg_elbo']:10.2f}{rep['neg_elbo_se']:8.2f}",
+        f"{'  reconstruction':34}{rep['recon']:10.2f}",
+        f"{'  KL':34}{rep['kl']:10.2f}",
+    ]
+    if "iw_nll" in rep:
+        name = f"{'-log p(x|y)' if '|' in p['quantity'] else '-log p(x)'}, IW bound (K={rep['iw_samples']})"
+        lines.append(f"{name:34}{rep['iw_nll']:10.2f}{rep['iw_nll_se']:8.2f}")
+    lines.append(f"{'active units (Cov > 0.01)':34}{rep['active_units']:>7} of {rep['latent_dim']}")
+    return "\n".join(lines)

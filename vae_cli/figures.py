@@ -1,16 +1,70 @@
 """The standard figures of a run, drawn from models and arrays; shared by vae-train and vae-plot
-so both produce the same look."""
+so both produce the same look.
+
+Each figure is a small function from a `FigureSet` (models, held-out images, options) to the
+paths it wrote; FIGURES maps names (the values of vae-plot --what) to them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from . import plots, sampling
+from .data import one_hot
 
-FIGURES = ("loss", "latent", "manifold", "samples", "recon")
+TRAINING_FIGURES = ("loss", "latent", "manifold", "samples", "recon")
+# A conditional run has one manifold per class, which take several times as long to draw as all
+# the other figures together; vae-train leaves them to `vae-plot RUN --what manifold` and shows
+# the classes in samples.png instead.
+CONDITIONAL_TRAINING_FIGURES = ("loss", "latent", "samples", "recon")
 MAX_SCATTER_POINTS = 10_000
+MAX_TRAVERSAL_DIMS = 20  # beyond this the rows get too thin: the most active dimensions are shown
+INTERPOLATION_PAIRS, INTERPOLATION_STEPS = 8, 10
+
+
+@dataclass
+class FigureSet:
+    """What the figures are drawn from. x/y are held-out images and their labels (y may be None
+    unless the run is conditional, i.e. num_classes is set)."""
+
+    encoder: object
+    decoder: object
+    latent_dim: int
+    x: np.ndarray
+    y: np.ndarray | None = None
+    num_classes: int | None = None
+    history: dict | None = None
+    grid: int = 30
+    value_range: float = 4.0  # manifold: [-r, r] along each axis
+    traversal_range: float = 3.0
+    seed: int = 0
+    n_samples: int = 100
+    tsne: bool = False
+    index: int = 0  # the held-out image whose code the traversal starts from
+
+    def __post_init__(self):
+        if self.num_classes is not None and self.y is None:
+            raise ValueError("a conditional run's figures need the labels y of the images x")
+
+    def labels(self, count: int | None = None):
+        """One-hot labels of the first `count` images for a conditional run, else None."""
+        if self.num_classes is None:
+            return None
+        return one_hot(self.y[:count], self.num_classes)
+
+    @cached_property
+    def codes(self) -> np.ndarray:
+        """z_mean of (at most MAX_SCATTER_POINTS) held-out images."""
+        n = MAX_SCATTER_POINTS
+        return sampling.encode_mean(self.encoder, self.x[:n], self.labels(n))
+
+    @cached_property
+    def projection(self):
+        return latent_projection(self.codes)
 
 
 def latent_projection(z: np.ndarray):
@@ -28,43 +82,120 @@ def latent_projection(z: np.ndarray):
             origin, axes)
 
 
-def draw_figures(encoder, decoder, *, latent_dim: int, x, y, out_dir, history=None,
-                 what=FIGURES, grid: int = 30, value_range: float = 4.0, seed: int = 0,
-                 n_samples: int = 100) -> list[Path]:
-    """Write the requested figures into out_dir; returns the paths written."""
-    out_dir = Path(out_dir)
-    written: list[Path] = []
-    need_codes = {"latent", "manifold"} & set(what)
-    z = sampling.encode_mean(encoder, x[:MAX_SCATTER_POINTS]) if need_codes else None
-    labels = None if y is None else y[:MAX_SCATTER_POINTS]
-    proj = latent_projection(z) if z is not None else None
+def _loss(fs: FigureSet, out: Path) -> list[Path]:
+    if not fs.history:
+        return []
+    plots.plot_loss(fs.history, out / "loss.png")
+    return [out / "loss.png"]
 
-    if "loss" in what and history:
-        plots.plot_loss(history, out_dir / "loss.png")
-        written.append(out_dir / "loss.png")
-    if "latent" in what:
-        points, xl, yl, _, _ = proj
-        title = "Latent space (z_mean)" if latent_dim <= 2 else f"Latent space (PCA of {latent_dim}-D z_mean)"
-        plots.plot_latent(points, labels, out_dir / "latent.png", xlabel=xl, ylabel=yl, title=title)
-        written.append(out_dir / "latent.png")
-    if "manifold" in what:
-        _, xl, yl, origin, axes = proj
-        if latent_dim == 1:
-            axes, origin = np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)
-        images, gx, gy = sampling.manifold(decoder, latent_dim, n=grid, value_range=value_range,
-                                           origin=origin, axes=axes)
-        title = "Decoded latent grid" if latent_dim == 2 else "Decoded grid over the top two principal directions"
-        plots.plot_manifold(images, gx, gy, out_dir / "manifold.png", xlabel=xl, ylabel=yl, title=title)
-        written.append(out_dir / "manifold.png")
-    if "samples" in what:
-        z_prior = sampling.prior_z(n_samples, latent_dim, seed=seed)
-        plots.save_image_grid(sampling.decode(decoder, z_prior), out_dir / "samples.png",
-                              title="Samples, z ~ N(0, I)")
-        written.append(out_dir / "samples.png")
-    if "recon" in what:
-        # Evenly spaced picks: sources sorted by class (like the bundled digits) still show all classes.
-        originals = x[np.linspace(0, len(x) - 1, min(20, len(x))).astype(int)]
-        x_hat = sampling.decode(decoder, sampling.encode_mean(encoder, originals))
-        plots.plot_reconstructions(originals, x_hat, out_dir / "reconstructions.png", n=20)
-        written.append(out_dir / "reconstructions.png")
+
+def _latent(fs: FigureSet, out: Path) -> list[Path]:
+    labels = None if fs.y is None else fs.y[:MAX_SCATTER_POINTS]
+    if fs.tsne and fs.latent_dim > 2:
+        n = min(len(fs.codes), sampling.MAX_TSNE_POINTS)
+        points = sampling.tsne_2d(fs.codes[:n], seed=fs.seed)
+        plots.plot_latent(points, None if labels is None else labels[:n], out / "latent-tsne.png",
+                          xlabel="t-SNE 1", ylabel="t-SNE 2",
+                          title=f"Latent space (t-SNE of {fs.latent_dim}-D z_mean, {n:,} images)")
+        return [out / "latent-tsne.png"]
+    points, xl, yl, _, _ = fs.projection
+    title = ("Latent space (z_mean)" if fs.latent_dim <= 2
+             else f"Latent space (PCA of {fs.latent_dim}-D z_mean)")
+    plots.plot_latent(points, labels, out / "latent.png", xlabel=xl, ylabel=yl, title=title)
+    return [out / "latent.png"]
+
+
+def _manifold(fs: FigureSet, out: Path) -> list[Path]:
+    """manifold.png; a conditional run gets manifold-<label>.png, one per class."""
+    _, xl, yl, origin, axes = fs.projection
+    if fs.latent_dim == 1:
+        axes, origin = np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)
+    title = ("Decoded latent grid" if fs.latent_dim == 2
+             else "Decoded grid over the top two principal directions")
+    classes = [None] if fs.num_classes is None else range(fs.num_classes)
+    written = []
+    for k in classes:
+        label = None if k is None else one_hot(np.array([k]), fs.num_classes)[0]
+        images, gx, gy = sampling.manifold(fs.decoder, fs.latent_dim, n=fs.grid, value_range=fs.value_range,
+                                           origin=origin, axes=axes, label=label)
+        path = out / ("manifold.png" if k is None else f"manifold-{k}.png")
+        plots.plot_manifold(images, gx, gy, path, xlabel=xl, ylabel=yl,
+                            title=title if k is None else f"{title}, label {k}")
+        written.append(path)
     return written
+
+
+def _samples(fs: FigureSet, out: Path) -> list[Path]:
+    if fs.num_classes is None:
+        z = sampling.prior_z(fs.n_samples, fs.latent_dim, seed=fs.seed)
+        plots.save_image_grid(sampling.decode(fs.decoder, z), out / "samples.png",
+                              title="Samples, z ~ N(0, I)")
+    else:
+        per_class = 10
+        z, labels = sampling.class_grid(fs.num_classes, per_class, fs.latent_dim, seed=fs.seed)
+        plots.plot_labelled_rows(sampling.decode(fs.decoder, z, labels), per_class,
+                                 [f"label {k}" for k in range(fs.num_classes)], out / "samples.png",
+                                 title="Samples per class, z ~ N(0, I) (one z per column)")
+    return [out / "samples.png"]
+
+
+def _recon(fs: FigureSet, out: Path) -> list[Path]:
+    # Evenly spaced picks: sources sorted by class (like the bundled digits) still show all classes.
+    picks = np.linspace(0, len(fs.x) - 1, min(20, len(fs.x))).astype(int)
+    originals = fs.x[picks]
+    labels = None if fs.num_classes is None else one_hot(fs.y[picks], fs.num_classes)
+    codes = sampling.encode_mean(fs.encoder, originals, labels)
+    plots.plot_reconstructions(originals, sampling.decode(fs.decoder, codes, labels),
+                               out / "reconstructions.png", n=20)
+    return [out / "reconstructions.png"]
+
+
+def _interpolation(fs: FigureSet, out: Path) -> list[Path]:
+    """Rows of latent walks between random pairs of held-out images, the images at both ends."""
+    n_pairs = min(INTERPOLATION_PAIRS, len(fs.x) // 2)
+    if n_pairs < 1:
+        return []
+    picks = np.random.default_rng(fs.seed).choice(len(fs.x), 2 * n_pairs, replace=False)
+    rows = []
+    for a, b in picks.reshape(-1, 2):
+        pair = fs.x[[a, b]]
+        labels = None if fs.num_classes is None else one_hot(fs.y[[a, b]], fs.num_classes)
+        walk = sampling.interpolate_images(fs.encoder, fs.decoder, pair, INTERPOLATION_STEPS, labels)
+        rows.append(np.concatenate([pair[:1], walk.images, pair[1:]]))
+    plots.save_image_grid(np.concatenate(rows), out / "interpolation.png", ncols=INTERPOLATION_STEPS + 2,
+                          title="Latent interpolations (first and last column: the held-out images)")
+    return [out / "interpolation.png"]
+
+
+def _traversal(fs: FigureSet, out: Path) -> list[Path]:
+    """One row per latent dimension swept over [-r, r], the others at one image's z_mean."""
+    image, label = fs.x[fs.index:fs.index + 1], None
+    if fs.num_classes is not None:
+        label = one_hot(fs.y[fs.index:fs.index + 1], fs.num_classes)
+    origin = sampling.encode_mean(fs.encoder, image, label)[0]
+    dims = np.arange(fs.latent_dim)
+    if fs.latent_dim > MAX_TRAVERSAL_DIMS:  # the most active units, in index order
+        dims = np.sort(np.argsort(fs.codes.var(axis=0))[::-1][:MAX_TRAVERSAL_DIMS])
+    values = np.linspace(-fs.traversal_range, fs.traversal_range, 11, dtype=np.float32)
+    z = sampling.traversal_z(origin, dims, values)
+    labels = None if label is None else np.repeat(label, len(z), axis=0)
+    plots.plot_traversal(sampling.decode(fs.decoder, z, labels), len(dims), len(values), values,
+                         out / "traversal.png", dims=dims,
+                         title=f"Latent traversal from held-out image #{fs.index}")
+    return [out / "traversal.png"]
+
+
+FIGURES = {"loss": _loss, "latent": _latent, "manifold": _manifold, "samples": _samples,
+           "recon": _recon, "interpolation": _interpolation, "traversal": _traversal}
+
+
+def draw(fs: FigureSet, out_dir, what=TRAINING_FIGURES) -> list[Path]:
+    """Write the requested figures into out_dir; returns the paths written."""
+    out = Path(out_dir)
+    return [path for name in what for path in FIGURES[name](fs, out)]
+
+
+def draw_figures(encoder, decoder, *, latent_dim: int, x, y, out_dir, history=None,
+                 what=TRAINING_FIGURES, **options) -> list[Path]:
+    """The training figures (or `what`); options are FigureSet fields (grid, seed, num_classes...)."""
+    return draw(FigureSet(encoder, decoder, latent_dim, x, y, history=history, **options), out_dir, what)

@@ -168,20 +168,41 @@ def plot_reconstructions(originals, reconstructions, path, *, n=10) -> None:
     _save(fig, path)
 
 
-def plot_traversal(images, n_dims, n_steps, values, path) -> None:
-    """One row per latent dimension (labelled z[i]); columns are the traversed values."""
+def _labelled_rows(images, ncols, row_labels, path, *, title=None, values=None, xlabel=None) -> None:
+    """A mosaic of len(row_labels) rows of ncols images, each row named on the left; columns get
+    tick labels from `values` when given."""
     images = _as_images(images)
-    mosaic = tile_images(images, n_steps)[: n_dims * images.shape[1]]
     h, w = images.shape[1:3]
+    mosaic = tile_images(images, ncols)[: len(row_labels) * h]
     scale = _scale(*mosaic.shape[:2], target=700)
-    fig, ax = _image_figure(*mosaic.shape[:2], scale, (0.7, 0.6, 0.1, 0.4))
+    left = 0.25 + 0.08 * max(len(label) for label in row_labels)
+    fig, ax = _image_figure(*mosaic.shape[:2], scale,
+                            (left, 0.6 if values is not None else 0.1, 0.1, 0.4 if title else 0.1))
     _imshow(ax, mosaic, scale)
-    _cell_ticks(ax.set_xticks, ax.set_xticklabels, np.asarray(values, dtype=float), w, fmt="%g")
-    ax.set_yticks(np.arange(n_dims) * h + (h - 1) / 2)
-    ax.set_yticklabels([f"z[{i}]" for i in range(n_dims)])
-    ax.set_xlabel("value of the traversed dimension (others held fixed)")
-    ax.set_title("Latent traversal")
+    if values is not None:
+        _cell_ticks(ax.set_xticks, ax.set_xticklabels, np.asarray(values, dtype=float), w, fmt="%g")
+    else:
+        ax.set_xticks([])
+    ax.set_yticks(np.arange(len(row_labels)) * h + (h - 1) / 2)
+    ax.set_yticklabels(row_labels)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
     _save(fig, path)
+
+
+def plot_traversal(images, n_dims, n_steps, values, path, *, dims=None, title="Latent traversal") -> None:
+    """One row per latent dimension (labelled z[i], i from dims, default 0..n_dims-1); columns are
+    the traversed values."""
+    dims = range(n_dims) if dims is None else dims
+    _labelled_rows(images, n_steps, [f"z[{i}]" for i in dims], path, title=title, values=values,
+                   xlabel="value of the traversed dimension (others held fixed)")
+
+
+def plot_labelled_rows(images, ncols, row_labels, path, *, title=None) -> None:
+    """Rows of ncols images named on the left, e.g. one row of samples per class."""
+    _labelled_rows(images, ncols, list(row_labels), path, title=title)
 
 
 def plot_manifold(mosaic_images, grid_x, grid_y, path, *, xlabel="z[0]", ylabel="z[1]",

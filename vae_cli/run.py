@@ -10,23 +10,31 @@ same folder and renamed, so a kill leaves the old file or the new one, never hal
 3. encoder.keras, decoder.keras   standalone models; they load with keras safe_mode=True
 4. history.csv           one row per epoch (loss, recon, kl, val_*)
 5. metrics.json          final numbers, wall time, speed, devices, data used, versions
-6. *.png                 figures; samples/epoch-NNN.png from a fixed z; plots/ for vae-plot
+6. *.png                 figures; samples/epoch-NNN.png from a fixed z
 7. tensorboard/          TensorBoard logs (appended by TensorFlow, the one non-atomic writer)
 8. checkpoint.weights.h5 weights + optimizer + RNG state + history after the last finished
                          epoch, in one file: what `vae-train --resume` continues from
+Written later by the commands that read a run (never over a file training wrote):
+9. plots/                vae-plot's figures
+10. generated/<stamp>/   vae-sample's images and arrays (when no --out is given)
+11. eval.json            vae-eval's numbers and protocol (the latest evaluation)
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path, write_json, write_text, write_weights  # noqa: F401  (re-exported for callers)
 from .config import FORMAT_VERSION, Config, config_from_dict
+from .data import HeldOut, load_eval_split, same_source
 from .errors import UsageError
 
 CONFIG_FILE = "config.json"
@@ -40,6 +48,9 @@ CHECKPOINT_FILE = "checkpoint.weights.h5"
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tensorboard"
 PLOTS_DIR = "plots"
+GENERATED_DIR = "generated"
+EVAL_FILE = "eval.json"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def check_output_root(out: str) -> Path:
@@ -56,6 +67,41 @@ def check_output_root(out: str) -> Path:
     return root
 
 
+def check_can_create(folder: Path) -> None:
+    """Refuse, before any work, a folder that is a file or that could not be created or written."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} exists and is not a folder; pick a folder with --out")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write under {existing} (not writable); pick a writable folder with --out")
+
+
+def plot_folder(run_path: Path, out: str | None = None) -> Path:
+    """Where vae-plot writes: RUN/plots/ unless --out says otherwise, and never the run directory
+    itself, whose figures are the ones training wrote."""
+    folder = Path(out).expanduser() if out else Path(run_path) / PLOTS_DIR
+    if folder.resolve() == Path(run_path).resolve():
+        raise UsageError(f"--out: {folder} is the run directory itself; vae-plot never overwrites the "
+                         f"figures training wrote; leave --out out (figures go to RUN/{PLOTS_DIR}/) or "
+                         "pick another folder")
+    check_can_create(folder)
+    return folder
+
+
+def make_unique_dir(root: Path, stem: str) -> Path:
+    """Create and return root/stem, or root/stem-2, -3, ... : never an existing folder."""
+    for attempt in range(1, 1000):
+        path = root / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UsageError(f"--out: cannot create {path} ({e.strerror})") from None
+    raise UsageError(f"--out: too many folders named {stem} in {root}")
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -64,18 +110,7 @@ class RunDir:
     def create(cls, out: str, name: str) -> "RunDir":
         """A new, empty run directory; never reuses one (two runs in the same second get -2)."""
         root = check_output_root(out)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for attempt in range(1, 1000):
-            suffix = "" if attempt == 1 else f"-{attempt}"
-            path = root / f"{stamp}-{name}{suffix}"
-            try:
-                path.mkdir()
-                return cls(path)
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise UsageError(f"--out: cannot create {path} ({e.strerror})") from None
-        raise UsageError(f"--out: too many runs named {stamp}-{name} in {root}")
+        return cls(make_unique_dir(root, f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"))
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -109,6 +144,10 @@ class Run:
     decoder: Any
     vae: Any
 
+    @property
+    def conditional(self) -> bool:
+        return self.config.conditional
+
 
 def check_contained(path: Path) -> None:
     """Refuse a run directory holding a symlink that leads outside it: reading or writing
@@ -138,8 +177,9 @@ def read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | Non
     check_contained(path)  # only once it looks like a run: never walk a whole disk
     try:
         meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UsageError(f"{cfg_path}: unreadable or corrupt JSON ({e}); the run cannot be loaded") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"{cfg_path}: unreadable or corrupt JSON ({first}); the run cannot be loaded") from None
     if not isinstance(meta, dict):
         raise UsageError(f"{cfg_path}: expected a JSON object; is this a vae-cli run?")
     version = meta.get("format_version")
@@ -158,14 +198,63 @@ def read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | Non
         raise UsageError(f"{cfg_path}: input_shape must be [H, W, C] of positive integers, got {shape!r}")
     num_classes = meta.get("num_classes")
     if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 1):
-        raise UsageError(f"{cfg_path}: num_classes must be a positive integer or null")
+                                    or not 1 <= num_classes <= 100_000):
+        raise UsageError(f"{cfg_path}: num_classes must be a positive integer or null, got {num_classes!r}")
+    if config.conditional and num_classes is None:
+        raise UsageError(f"{cfg_path}: a conditional run needs num_classes, but it is missing; "
+                         "the file is damaged, re-run vae-train")
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
     return config, tuple(shape), num_classes, data
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def _weight_shapes(weights: Path) -> list[tuple[int, ...]]:
+    """Shapes of the model arrays in a .weights.h5 file, read as plain data (h5py, no keras)."""
+    import h5py
+
+    with open(weights, "rb") as f:
+        if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
+            raise UsageError(f"{weights}: not an HDF5 weights file (the file is corrupt or was replaced); "
+                             "restore it from a backup or re-run vae-train")
+    shapes: list[tuple[int, ...]] = []
+    try:
+        with h5py.File(weights, "r") as f:
+            layers = f.get("layers")  # the model's variables; "optimizer" holds the training state
+            if isinstance(layers, h5py.Group):
+                layers.visititems(lambda name, obj: shapes.append(tuple(int(d) for d in obj.shape))
+                                  if isinstance(obj, h5py.Dataset) else None)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise UsageError(f"{weights}: cannot read the weights ({_first_line(e)}); the file is truncated "
+                         "or corrupt, restore it or re-run vae-train") from None
+    return shapes
+
+
+def _check_weights_match(weights: Path, model) -> None:
+    """Refuse weights whose arrays differ from the model's: Keras itself loads some mismatches
+    silently (an mlp accepts a conv run's file when the dense shapes happen to agree)."""
+    found = Counter(_weight_shapes(weights))
+    expected = Counter(tuple(int(d) for d in w.shape) for w in model.weights)
+    if found == expected:
+        return
+    missing, extra = expected - found, found - expected
+    example = (f"the model needs an array of shape {next(iter(missing))} that the file lacks" if missing
+               else f"the file has an array of shape {next(iter(extra))} that the model lacks")
+    raise UsageError(
+        f"{weights} does not match {CONFIG_FILE}: the file holds {sum(found.values())} arrays, the model "
+        f"{CONFIG_FILE} describes has {sum(expected.values())} ({example}); was {CONFIG_FILE} edited or "
+        "the weights copied from another run?")
+
+
 def load_run(path: str | os.PathLike) -> Run:
-    """Rebuild the models of a run from config.json and load vae.weights.h5 into them."""
+    """Rebuild the models of a run from config.json and load vae.weights.h5 into them.
+
+    Only data is read: config.json is JSON and the weights are arrays in HDF5. The encoder.keras
+    and decoder.keras files are never deserialised here, so a tampered run cannot run code.
+    """
     path = Path(path).expanduser()
     config, input_shape, num_classes, data = read_run_config(path)
     weights = path / WEIGHTS_FILE
@@ -173,12 +262,51 @@ def load_run(path: str | os.PathLike) -> Run:
         raise UsageError(f"{path}: {WEIGHTS_FILE} is missing; the run did not finish saving its weights")
     from .models import build_vae
 
-    models = build_vae(config, input_shape)
+    models = build_vae(config, input_shape, num_classes)
+    _check_weights_match(weights, models.vae)
     try:
         models.vae.load_weights(weights)
     except Exception as e:  # h5py/keras raise many types for truncated or mismatched files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise UsageError(
-            f"{weights}: cannot load the weights ({first[:200]}); the file is corrupt or does "
-            "not match config.json") from None
+            f"{weights}: cannot load the weights ({_first_line(e)}); the file is corrupt or does "
+            f"not match {CONFIG_FILE}") from None
     return Run(path, config, input_shape, num_classes, data, *models)
+
+
+def load_held_out(run: Run, dataset: str | None = None) -> HeldOut:
+    """Images the run never trained on: a test split when the data has one; else, for the run's
+    own data, the validation split training used (same seed and fraction); else, for other data
+    (with the same image shape), all of it."""
+    spec = dataset or run.config.dataset
+    held = load_eval_split(spec, validation_split=run.config.validation_split, seed=run.config.seed,
+                           image_size=run.config.image_hw, channels=run.config.channels,  # as in training
+                           all_if_no_test=not same_source(spec, run.config.dataset))
+    shape = tuple(int(d) for d in held.x.shape[1:])
+    if shape != run.input_shape:
+        raise UsageError(
+            f"dataset '{spec}' has {'x'.join(map(str, shape))} images but this run was trained on "
+            f"{'x'.join(map(str, run.input_shape))}; pick a dataset with the same image shape")
+    if run.conditional:
+        if held.y is None:
+            raise UsageError(f"dataset '{spec}' has no labels, but this conditional run needs one per "
+                             "image; pick a labelled dataset")
+        if len(held.y) and held.y.max() >= run.num_classes:
+            raise UsageError(f"dataset '{spec}' has label {held.y.max()}, but this run knows labels "
+                             f"0..{run.num_classes - 1} only")
+    return held
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """RUN/history.csv as {column: values per epoch} (the epoch column dropped)."""
+    file = Path(path) / HISTORY_FILE
+    if not file.is_file():
+        raise UsageError(f"{path}: {HISTORY_FILE} is missing, so there is no loss curve to draw")
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        history = {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as e:
+        raise UsageError(f"{file}: unreadable ({_first_line(e)}); the loss curve cannot be drawn") from None
+    if not history or not all(math.isfinite(v) for vals in history.values() for v in vals):
+        raise UsageError(f"{file}: holds no finite per-epoch numbers; the loss curve cannot be drawn")
+    return history

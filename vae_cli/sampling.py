@@ -1,36 +1,121 @@
 """Latent-space operations that return arrays: encode, decode in batches, prior samples,
-the manifold grid and the principal directions of the latent codes.
+interpolations, traversals, the manifold grid, label conditioning and 2-D projections of codes.
 
 Nothing here writes files or draws: plots.py turns these arrays into figures. Every decode is
 batched; the tutorial's per-point loop (900 `predict` calls for a 30x30 manifold) is the thing
-this module exists to replace.
+this module exists to replace. `labels` arguments are one-hot (N, K) float arrays and are given
+exactly when the models are conditional.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
+from .data import one_hot
+from .errors import UsageError
+
 DECODE_BATCH = 1024
+MAX_TSNE_POINTS = 2000  # sklearn's t-SNE runs 1,000 iterations; 2,000 points keep it to seconds
 
 
-def encode_mean(encoder, x: np.ndarray, batch_size: int = DECODE_BATCH) -> np.ndarray:
+def _inputs(a: np.ndarray, labels: np.ndarray | None):
+    return a if labels is None else [a, np.asarray(labels, dtype=np.float32)]
+
+
+def encode_mean(encoder, x: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
     """z_mean of every image, (N, latent_dim)."""
-    z_mean, _, _ = encoder.predict(x, batch_size=batch_size, verbose=0)
+    z_mean, _, _ = encoder.predict(_inputs(np.asarray(x, np.float32), labels), batch_size=batch_size,
+                                   verbose=0)
     return np.asarray(z_mean, dtype=np.float32)
 
 
-def decode(decoder, z: np.ndarray, batch_size: int = DECODE_BATCH) -> np.ndarray:
+def decode(decoder, z: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
     """x_hat for each latent point, float32 (N, H, W, C) in [0, 1]."""
     z = np.asarray(z, dtype=np.float32)
     if len(z) <= batch_size:  # one direct call skips predict()'s per-call setup
-        return np.asarray(decoder(z, training=False), dtype=np.float32)
-    return np.asarray(decoder.predict(z, batch_size=batch_size, verbose=0), dtype=np.float32)
+        return np.asarray(decoder(_inputs(z, labels), training=False), dtype=np.float32)
+    return np.asarray(decoder.predict(_inputs(z, labels), batch_size=batch_size, verbose=0),
+                      dtype=np.float32)
 
 
 def prior_z(n: int, latent_dim: int, *, seed: int, temperature: float = 1.0) -> np.ndarray:
     """n draws from N(0, temperature^2 I), reproducible for a seed."""
     rng = np.random.default_rng(seed)
     return (temperature * rng.standard_normal((n, latent_dim))).astype(np.float32)
+
+
+def class_labels(n: int, num_classes: int, label: int | None = None) -> np.ndarray:
+    """n integer labels: all `label`, or 0, 1, ..., K-1, 0, 1, ... so a grid shows every class."""
+    return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % num_classes
+
+
+def class_grid(num_classes: int, per_class: int, latent_dim: int, *, seed: int):
+    """Inputs for a rows-are-classes grid: the same per_class z in every row.
+
+    Returns (z (K * per_class, d), one-hot labels (K * per_class, K)); row k holds class k.
+    """
+    z = np.tile(prior_z(per_class, latent_dim, seed=seed), (num_classes, 1))
+    return z, one_hot(np.repeat(np.arange(num_classes), per_class), num_classes)
+
+
+def binarize(images: np.ndarray, *, seed: int) -> np.ndarray:
+    """Each pixel drawn from Bernoulli(x_hat): a true sample of p(x | z), values 0 or 1."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: the z draws stay the same
+    return (rng.random(images.shape) < images).astype(np.float32)
+
+
+def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+    """steps points on the straight line from a to b, both ends included: (steps, *a.shape)."""
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32).reshape(-1, *([1] * np.ndim(a)))
+    return ((1 - t) * np.asarray(a, np.float32) + t * np.asarray(b, np.float32)).astype(np.float32)
+
+
+class Samples(NamedTuple):
+    images: np.ndarray  # (N, H, W, C) float32 in [0, 1]
+    z: np.ndarray  # (N, d) the latent points decoded
+    labels: np.ndarray | None  # (N, K) one-hot decoder conditioning, None for a plain VAE
+
+
+def generate(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int = 0, temperature: float = 1.0,
+             num_classes: int | None = None, label: int | None = None) -> Samples:
+    """Decode the given points z, or n draws from N(0, temperature^2 I).
+
+    A conditional decoder (num_classes set) gets `label` for every image, or labels cycling
+    through the classes so any grid of them shows each class.
+    """
+    z = prior_z(n, latent_dim, seed=seed, temperature=temperature) if z is None else np.asarray(z, np.float32)
+    labels = None if num_classes is None else one_hot(class_labels(len(z), num_classes, label), num_classes)
+    return Samples(decode(decoder, z, labels), z, labels)
+
+
+def interpolate_images(encoder, decoder, x_pair: np.ndarray, steps: int, labels=None,
+                       decoder_label=None) -> Samples:
+    """Decode the straight walk between the z_means of two images.
+
+    In a conditional run each image is encoded with its own one-hot label (labels, (2, K)) and the
+    decoder's label is blended along the walk too, unless decoder_label ((K,)) fixes it.
+    """
+    ends = encode_mean(encoder, x_pair, labels)
+    z = interpolate(ends[0], ends[1], steps)
+    cond = None
+    if labels is not None:
+        cond = (np.tile(decoder_label, (steps, 1)).astype(np.float32) if decoder_label is not None
+                else interpolate(labels[0], labels[1], steps))
+    return Samples(decode(decoder, z, cond), z, cond)
+
+
+def traversal_z(origin: np.ndarray, dims, values: np.ndarray) -> np.ndarray:
+    """One row per dimension in dims: origin with that dimension set to each of values.
+
+    Returns (len(dims) * len(values), d), row-major (dimension, value).
+    """
+    values = np.asarray(values, np.float32)
+    z = np.repeat(np.asarray(origin, np.float32)[None], len(dims) * len(values), axis=0)
+    for row, dim in enumerate(dims):
+        z[row * len(values):(row + 1) * len(values), dim] = values
+    return z
 
 
 def principal_axes(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,18 +133,31 @@ def principal_axes(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean.astype(np.float32), axes.astype(np.float32), ratio[:2].astype(np.float32)
 
 
+def tsne_2d(z: np.ndarray, *, seed: int) -> np.ndarray:
+    """t-SNE embedding (N, 2) of codes z (scikit-learn, imported only when asked for)."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise UsageError("--tsne needs scikit-learn, which is not installed; "
+                         "run pip install 'vae-cli[tsne]' (or pip install scikit-learn)") from None
+    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))  # sklearn requires < n_samples
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        np.asarray(z, np.float64)).astype(np.float32)
+
+
 def latent_grid(n: int, value_range: float) -> np.ndarray:
     """n evenly spaced values over [-value_range, value_range]."""
     return np.linspace(-value_range, value_range, n, dtype=np.float32)
 
 
 def manifold(decoder, latent_dim: int, *, n: int = 30, value_range: float = 4.0,
-             origin=None, axes=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             origin=None, axes=None, label=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode an n x n grid of latent points in ONE batched call.
 
     For latent_dim == 2 the grid covers z[0] (columns) and z[1] (rows, top = largest). For
     larger latents pass `origin` and `axes` (2, d), e.g. from `principal_axes`, and the grid
-    spans origin + a*axes[0] + b*axes[1]. Returns (images row-major, grid_x, grid_y top-down).
+    spans origin + a*axes[0] + b*axes[1]. A conditional decoder gets the one-hot `label` (K,)
+    at every point. Returns (images row-major, grid_x, grid_y top-down).
     """
     grid_x = latent_grid(n, value_range)
     grid_y = grid_x[::-1].copy()
@@ -71,4 +169,5 @@ def manifold(decoder, latent_dim: int, *, n: int = 30, value_range: float = 4.0,
     else:
         origin = np.zeros(latent_dim, np.float32) if origin is None else origin
         z = origin + a.ravel()[:, None] * axes[0] + b.ravel()[:, None] * axes[1]
-    return decode(decoder, z.astype(np.float32)), grid_x, grid_y
+    labels = None if label is None else np.tile(np.asarray(label, np.float32), (len(z), 1))
+    return decode(decoder, z.astype(np.float32), labels), grid_x, grid_y

@@ -18,10 +18,11 @@ import numpy as np
 
 from . import __version__, distribute, resume, run as rundir
 from .config import Config
-from .data import Dataset
-from .errors import Interrupted, TrainingFailed, describe_os_error
+from .data import ConditionalBatches, Dataset, one_hot
+from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
-from .figures import draw_figures
+from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
+from .sampling import class_grid
 
 
 # Held-out ELBO and IW bound written into metrics.json: small enough to add seconds, not minutes.
@@ -52,7 +53,23 @@ class NonFiniteLoss(Exception):
         self.where = where
 
 
-def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray,
+def check_data(config: Config, data: Dataset) -> None:
+    """Refuse data the config cannot train on, before a run directory is created."""
+    if config.conditional and data.num_classes is None:
+        raise UsageError(f"--conditional needs a class label for every image, but dataset "
+                         f"'{config.dataset}' has none; drop --conditional or use a labelled dataset "
+                         "(a folder: one subfolder per class)")
+
+
+def _fixed_inputs(config: Config, num_classes: int | None):
+    """Decoder inputs of the per-epoch sample grid and its column count: 64 fixed z, or for a
+    conditional run one row per class with the same 10 z in every row."""
+    if num_classes is None:
+        return np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"), 8
+    return list(class_grid(num_classes, 10, config.latent_dim, seed=config.seed)), 10
+
+
+def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
                progress: resume.Progress, stops: resume.StopSignals):
     import keras
 
@@ -95,9 +112,9 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_z: np.ndarray,
             rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
             if improved:
                 rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
-            images = np.asarray(models.decoder(fixed_z, training=False))
+            images = np.asarray(models.decoder(fixed_inputs[0], training=False))
             plots.save_image_grid(images, run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png",
-                                  title=f"epoch {epoch + 1}")
+                                  ncols=fixed_inputs[1], title=f"epoch {epoch + 1}")
             resume.save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
 
     tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
@@ -158,20 +175,23 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
 
     from .models import build_vae
 
+    check_data(config, data)
+    num_classes = data.num_classes if config.conditional else None
     keras.utils.set_random_seed(config.seed)
     devices = describe_devices()
     log(f"devices: {', '.join(devices)}")
     with strategy.scope():  # variables, optimizer slots and metrics become distributed
-        models = build_vae(config, data.input_shape)
+        models = build_vae(config, data.input_shape, num_classes)
         models.vae.compile(optimizer=_make_optimizer(config))
         progress = _start(config, data, run, models, resume_run, log)
-    failure = _fit(config, data, run, models, progress, stops, strategy)
+    feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
+    failure = _fit(config, feed, run, models, progress, stops, strategy, num_classes)
     if not distribute.is_default(strategy):
-        models = distribute.single_device_copy(models, lambda: build_vae(config, data.input_shape),
-                                               strategy, log=log)
+        models = distribute.single_device_copy(
+            models, lambda: build_vae(config, data.input_shape, num_classes), strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
             return TrainResult(progress.history_columns(), {})
-    metrics = _finish(config, data, run, models, progress, devices, log)
+    metrics = _finish(config, data, run, models, progress, devices, log, num_classes)
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
     metrics["status"] = "failed" if failure else "completed"
     if failure:
@@ -199,11 +219,10 @@ def _start(config, data, run, models, resume_run, log) -> resume.Progress:
     return progress
 
 
-def _fit(config, data, run, models, progress, stops, strategy) -> str | None:
+def _fit(config, data, run, models, progress, stops, strategy, num_classes) -> str | None:
     """Train the remaining epochs; on a NaN/Inf loss, return why after restoring the last good
     epoch (or raise TrainingFailed when there is none)."""
-    fixed_z = np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32")
-    callbacks = _callbacks(config, run, models, fixed_z, progress, stops)
+    callbacks = _callbacks(config, run, models, _fixed_inputs(config, num_classes), progress, stops)
     if progress.epochs_done >= config.epochs:
         return None
     # Under multiworker every worker must reach every collective step, so a signal cannot wait
@@ -243,7 +262,7 @@ def _run_epochs(vae, config: Config, data, strategy, callbacks, first_epoch: int
                 shuffle=False)  # the batches are shuffled, seeded
 
 
-def _finish(config, data, run, models, progress, devices, log) -> dict:
+def _finish(config, data, run, models, progress, devices, log, num_classes) -> dict:
     """Final weights, standalone models, diagrams, figures and held-out numbers."""
     from . import plots
 
@@ -256,13 +275,15 @@ def _finish(config, data, run, models, progress, devices, log) -> dict:
         log(note)
     history = progress.history_columns()
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
-                 y=data.y_val, out_dir=run.path, history=history, seed=config.seed)
+                 y=data.y_val, out_dir=run.path, history=history, seed=config.seed, num_classes=num_classes,
+                 what=CONDITIONAL_TRAINING_FIGURES if num_classes else TRAINING_FIGURES)
     metrics = _metrics(config, data, history, progress.fit_seconds, progress.epoch_seconds, devices)
     if progress.resumed_at:
         metrics["resumed_at_epochs"] = progress.resumed_at
+    eval_labels = one_hot(data.y_val[:EVAL_EXAMPLES], num_classes) if num_classes else None
     metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
                                likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
-                               seed=config.seed)
+                               seed=config.seed, labels=eval_labels)
     metrics["eval"]["split"] = data.val_split
     return metrics
 

@@ -29,8 +29,15 @@ def one_line(message: object) -> str:
 
 
 def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter; must run before tensorflow is imported."""
+    """Set up the environment of the heavy imports; must run before tensorflow is imported.
+
+    Hides TensorFlow's C++ start-up chatter. Also makes OpenMP threads sleep instead of spin
+    while they wait: keras imports scikit-learn, whose OpenMP runtime reads this once when it
+    loads, and its spinning threads make t-SNE (vae-plot --tsne) an order of magnitude slower
+    whenever other processes share the cores. TensorFlow's own thread pools do not use OpenMP.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def run_main(prog: str, work: Callable[[], int | None]) -> int:
@@ -75,3 +82,31 @@ def int_list(text: str) -> tuple[int, ...]:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 32,64, got {text!r}") from None
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer from low to high, else a one-line error naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number in [low, high] ((low, high] with low_open)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a number {'>' if low_open else '>='} {low:g} and <= {high:g}, got {text}")
+        return value
+    return parse
+

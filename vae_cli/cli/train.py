@@ -17,6 +17,7 @@ examples:
   vae-train --preset configs/my-preset.json --dataset fashion_mnist --name shoes
   vae-train --dataset npz:my_digits.npz --latent-dim 16
   vae-train --preset conv --dataset folder:~/data/sketches --image-size 64 --channels 1
+  vae-train --preset conv --conditional        # then: vae-sample RUN --label 7
   vae-train --preset conv --strategy mirrored
   TF_CONFIG='{"cluster":{"worker":["host1:12345","host2:12345"]},"task":{"type":"worker","index":0}}' \\
     vae-train --preset conv --strategy multiworker --out /shared/runs
@@ -102,12 +103,13 @@ def _train(config, plan) -> int:
     quiet_tensorflow()
     from ..data import load_dataset
     from ..distribute import check_batch_size, make_strategy, wait_for_all
-    from ..train import train
+    from ..train import check_data, train
 
     strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
     check_batch_size(config.batch_size, strategy, config.strategy)
     data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
                         image_size=config.image_hw, channels=config.channels)
+    check_data(config, data)
     print(f"data: {data.source}; {data.n_train:,} train / {data.n_val:,} "
           f"{data.val_split}, images {'x'.join(map(str, data.input_shape))}")
     if plan:
