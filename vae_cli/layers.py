@@ -90,3 +90,59 @@ class ReconstructionLoss(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "likelihood": self.likelihood, "weight": self.weight}
+
+
+# Which 3x3 taps land on the same source pixel after nearest 2x upsampling, for each of the 4
+# taps of the equivalent stride-2 transposed kernel (see UpsampleConv2D).
+_UPSAMPLE_TAPS = ((2,), (1, 2), (0, 1), (0,))
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
+class UpsampleConv2D(layers.Layer):
+    """Nearest-neighbour 2x upsampling followed by a 3x3 "same" convolution, computed in one op.
+
+    conv3x3(upsample2x(x)) is exactly a stride-2 transposed convolution of x whose 4x4 kernel
+    holds sums of the 3x3 taps that read the same source pixel. The weights are the 3x3 kernel
+    and bias a `Conv2D(filters, 3, padding="same")` would hold; the 4x larger upsampled tensor
+    is never built and the multiply-adds drop to 4/9, which makes the conv decoder's biggest
+    layer ~1.7x faster on CPU (see README, Performance).
+
+    Args:
+        filters: output channels.
+        activation: applied after the bias, as in `Conv2D`.
+
+    Call arguments:
+        inputs: `(batch, H, W, C)`; the output is `(batch, 2H, 2W, filters)`.
+    """
+
+    def __init__(self, filters, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(
+                f"Invalid value received for argument `filters`. Expected a positive integer. "
+                f"Received: filters={filters}")
+        self.filters = filters
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(shape=(3, 3, channels, self.filters),
+                                      initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+        taps = [[1.0 if u in group else 0.0 for u in range(3)] for group in _UPSAMPLE_TAPS]
+        self._taps = taps  # (4, 3): transposed tap <- conv taps
+
+    def call(self, inputs):
+        taps = ops.convert_to_tensor(self._taps, dtype=self.kernel.dtype)
+        # (3, 3, C, F) -> (4, 4, F, C), the layout conv_transpose expects
+        kernel = ops.einsum("ru,cv,uvio->rcoi", taps, taps, self.kernel)
+        y = ops.conv_transpose(inputs, kernel, strides=2, padding="same")
+        return self.activation(y + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        return (b, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "activation": keras.activations.serialize(self.activation)}

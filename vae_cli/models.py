@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import ReconstructionLoss, Sampling
+from .layers import ReconstructionLoss, Sampling, UpsampleConv2D
 
 
 class VAEModels(NamedTuple):
@@ -84,8 +84,8 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None) -
     h = layers.Dense(gh * gw * filters[0], activation="relu", name="grid")(h)
     h = layers.Reshape((gh, gw, filters[0]), name="reshape")(h)  # (batch, gh, gw, f)
     for i, f in enumerate(filters, start=1):
-        h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
-        h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
+        # UpSampling2D(2) then Conv2D(f, 3, "same"), fused into one cheaper op
+        h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
     extra_h, extra_w = gh * 2 ** len(filters) - height, gw * 2 ** len(filters) - width
     if extra_h or extra_w:
         crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
