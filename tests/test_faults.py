@@ -76,7 +76,8 @@ def test_nan_loss_keeps_the_last_good_epoch(small_npz, tmp_path, capsys, monkeyp
     (run,) = tmp_path.iterdir()
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
-        "vae-train: training stopped: the loss became nan at epoch 3, step 1; the learning rate "
+        # 4 steps per epoch run as one compiled call (steps_per_execution), so the loss is seen after step 4
+        "vae-train: training stopped: the loss became nan at epoch 3, steps 1-4; the learning rate "
         "(0.003) is probably too high for this model, try --learning-rate 0.0003; "
         f"{run} holds the weights and figures of epoch 2, the last good one"]
     assert [r["epoch"] for r in history_rows(run)] == ["1", "2"]
@@ -87,7 +88,7 @@ def test_nan_loss_keeps_the_last_good_epoch(small_npz, tmp_path, capsys, monkeyp
     assert layer_keys and all(np.array_equal(final[k], checkpoint[k]) for k in layer_keys)
     assert all(np.isfinite(final[k]).all() for k in layer_keys)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "failed" and "epoch 3, step 1" in metrics["failure"]
+    assert metrics["status"] == "failed" and "epoch 3, steps 1-4" in metrics["failure"]
     assert metrics["epochs"] == 2
     assert_nothing_half_written(run)
     monkeypatch.undo()
@@ -100,7 +101,7 @@ def test_nan_in_the_first_epoch_says_nothing_was_kept(small_npz, tmp_path, capsy
     assert main(args(small_npz, tmp_path, "--epochs", "2")) == 1
     (run,) = tmp_path.iterdir()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "at epoch 1, step 1" in err[0] and "no epoch had finished" in err[0]
+    assert len(err) == 1 and "at epoch 1, steps 1-4" in err[0] and "no epoch had finished" in err[0]
     assert not (run / "vae.weights.h5").exists()
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
 

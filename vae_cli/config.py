@@ -23,6 +23,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CHANNELS = (0, 1, 3)  # 0: as stored
 MAX_IMAGE_SIDE = 4096
+SWITCHES = ("auto", "on", "off")
 
 # Bumped when config.json changes in a way older readers would misread.
 FORMAT_VERSION = 1
@@ -36,6 +37,7 @@ _MAX_INT = {
     "batch_size": 1 << 20,
     "kl_warmup_epochs": 1_000_000,
     "seed": 2**31 - 1,
+    "steps_per_execution": 100_000,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -89,6 +91,14 @@ class Config:
         "tf.distribute strategy: auto (mirrored when more than one GPU is visible), default (one "
         "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG); "
         "--batch-size is the global batch", choices=STRATEGIES))
+
+    # speed: how the machine runs the same math (vae_cli/speed.py picks the automatic values)
+    steps_per_execution: int = field(default=0, metadata=_help(
+        "most batches per compiled training call (the largest divisor of an epoch's batches up to "
+        "this); 0: automatic (32)"))
+    jit_compile: str = field(default="auto", metadata=_help(
+        "XLA-compile the training step; auto: on for GPUs and for the mlp arch, off for conv on CPU "
+        "(XLA's CPU convolutions are slower)", choices=SWITCHES))
 
     # output
     out: str = field(default="outputs", metadata=_help("folder that receives the run directory"))
@@ -144,7 +154,7 @@ def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
             if value not in CHANNELS:
                 raise UsageError(f"{label}: expected 1 (grayscale) or 3 (RGB), got {value}")
             return
-        low = 0 if name in ("kl_warmup_epochs", "seed") else 1
+        low = 0 if name in ("kl_warmup_epochs", "seed", "steps_per_execution") else 1
         high = _MAX_INT[name]
         if not low <= value <= high:
             raise UsageError(f"{label}: expected an integer from {low} to {high}, got {value}")
