@@ -1,0 +1,176 @@
+"""Speed without timings: the settings the trainer really uses, the fused upsample-conv layer's
+math against the two layers it replaces, and the benchmark's work counting."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+from vae_cli.cli.train import main
+from vae_cli.config import Config
+from vae_cli.errors import UsageError
+from vae_cli.layers import UpsampleConv2D
+from vae_cli.models import build_vae
+from vae_cli.speed import choose
+
+
+# ---------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("arch, gpu, jit", [("mlp", False, True), ("conv", False, False),
+                                            ("mlp", True, True), ("conv", True, True)])
+def test_automatic_settings_per_device(arch, gpu, jit):
+    s = choose(Config(arch=arch), gpu=gpu)
+    assert s.to_dict() == {"device": "gpu" if gpu else "cpu", "steps_per_execution": 32, "jit_compile": jit}
+
+
+@pytest.mark.parametrize("epoch_steps, most, expected", [(36, 32, 18), (469, 32, 7), (4, 32, 4), (37, 32, 1),
+                                                         (64, 32, 32), (None, 32, 32), (36, 5, 4)])
+def test_a_compiled_call_never_runs_past_the_end_of_an_epoch(epoch_steps, most, expected):
+    s = choose(Config(steps_per_execution=most), gpu=False, epoch_steps=epoch_steps)
+    assert s.steps_per_execution == expected
+    assert epoch_steps is None or epoch_steps % expected == 0
+
+
+def test_no_xla_under_tf_distribute_unless_asked():
+    assert choose(Config(arch="mlp"), gpu=True, distributed=True).jit_compile is False
+    assert choose(Config(arch="mlp", jit_compile="on"), gpu=False, distributed=True).jit_compile is True
+
+
+def test_flags_override_the_automatic_settings():
+    s = choose(Config(arch="mlp", steps_per_execution=4, jit_compile="off"), gpu=True)
+    assert (s.steps_per_execution, s.jit_compile) == (4, False)
+    assert choose(Config(arch="conv", jit_compile="on"), gpu=False).jit_compile is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps-per-execution", "-1"], "--steps-per-execution: expected an integer from 0"),
+    (["--jit-compile", "maybe"], "argument --jit-compile: invalid choice"),
+])
+def test_bad_speed_flags_exit_2(tmp_path, capsys, args, message):
+    try:
+        code = main([*args, "--out", str(tmp_path / "runs")])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_steps_per_execution_is_validated_in_config():
+    with pytest.raises(UsageError, match="steps_per_execution: expected an integer from 0"):
+        Config(steps_per_execution=-3)
+
+
+def test_trainer_compiles_with_the_settings_it_records(tmp_path, tiny_npz, monkeypatch):
+    """mlp on CPU: XLA on (automatic) and --steps-per-execution 3, which becomes 2 because an
+    epoch of 64 images in batches of 16 has 4 steps, as compiled and as recorded."""
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("the automatic values asserted here are the CPU ones")
+    seen = {}
+    compile_ = keras.Model.compile
+
+    def spy(self, *args, **kwargs):
+        if self.name == "vae":
+            seen.update(kwargs)
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", spy)
+    out = tmp_path / "runs"
+    assert main(["--arch", "mlp", "--hidden-dim", "16", "--epochs", "1", "--batch-size", "16",
+                 "--dataset", f"npz:{tiny_npz}", "--out", str(out), "--steps-per-execution", "3"]) == 0
+    assert (seen["steps_per_execution"], seen["jit_compile"]) == (2, True)
+    (run,) = out.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["speed"] == {"device": "cpu", "steps_per_execution": 2, "jit_compile": True}
+    assert metrics["train_samples_per_second"] > 0 and metrics["epoch_samples_per_second"] > 0
+    assert len(metrics["train_seconds"]) == len(metrics["epoch_seconds"]) == 1
+    assert metrics["train_seconds"][0] <= metrics["epoch_seconds"][0]
+
+
+# ---------------------------------------------------------------- UpsampleConv2D
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 7, 5), (3, 4, 9, 2), (1, 1, 1, 3)])
+def test_upsample_conv_equals_upsampling_then_conv(shape):
+    """Same weights, same outputs and same gradients as UpSampling2D(2) + Conv2D(3, 'same')."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal(shape).astype(np.float32))
+    fused = UpsampleConv2D(4, activation="relu")
+    fused(x)
+    fused.bias.assign(rng.standard_normal(4).astype(np.float32))
+    conv = layers.Conv2D(4, 3, padding="same", activation="relu")
+    reference = keras.Sequential([layers.UpSampling2D(2), conv])
+    reference(x)
+    conv.set_weights([fused.kernel.numpy(), fused.bias.numpy()])
+
+    def value_and_grads(model, variables):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        return y, tape.gradient(loss, [x, *variables])
+
+    y1, g1 = value_and_grads(fused, [fused.kernel, fused.bias])
+    y2, g2 = value_and_grads(reference, [conv.kernel, conv.bias])
+    assert y1.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+    np.testing.assert_allclose(y1, y2, atol=1e-5)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_upsample_conv_config_round_trip_and_bad_filters():
+    layer = UpsampleConv2D(8, activation="relu", name="up")
+    again = UpsampleConv2D.from_config(layer.get_config())
+    assert (again.filters, again.name, again.activation.__name__) == (8, "up", "relu")
+    assert layer.compute_output_shape((None, 7, 5, 3)) == (None, 14, 10, 8)
+    with pytest.raises(ValueError, match="Expected a positive integer. Received: filters=0"):
+        UpsampleConv2D(0)
+
+
+# ---------------------------------------------------------------- benchmark work counting
+
+
+def test_flop_count_matches_a_hand_count():
+    from vae_cli.bench_workloads import forward_flops, training_flops, tutorial_vae
+
+    # mlp 16-8-2: encoder 16*8 + 2 heads 8*2, decoder 2*8 + 8*16, times 2 FLOPs per multiply-add
+    mlp = Config(arch="mlp", hidden_dim=8, latent_dim=2)
+    assert forward_flops(build_vae(mlp, (4, 4, 1)).vae) == 2 * (128 + 32 + 16 + 128)
+    # conv, one stage of 2 filters on 4x4x1: conv 16*9*1*2, dense 8*8, heads 2*8*2, dense 2*8,
+    # grid 8*8, upsample-conv counted at full resolution 16*9*2*2, output conv 16*9*2*1
+    conv = Config(arch="conv", hidden_dim=8, latent_dim=2, conv_filters=(2,))
+    expected = 2 * (288 + 64 + 32 + 16 + 64 + 576 + 288)
+    assert forward_flops(build_vae(conv, (4, 4, 1)).vae) == expected
+    assert training_flops(build_vae(conv, (4, 4, 1)).vae) == 3 * expected
+    tutorial = tutorial_vae(conv, (4, 4, 1))  # same architecture the tutorial way, same count
+    assert forward_flops(tutorial.encoder) + forward_flops(tutorial.decoder) == expected
+
+
+def test_bench_help_is_instant_and_names_its_modes():
+    code = ("import sys\nfrom vae_cli.bench import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
+            "print('TF', 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--quick" in out and "--levers" in out and "--json" in out
+    assert out.strip().endswith("TF False")
+
+
+def test_chosen_steps_per_execution_trains_on_the_same_batches_as_one_step_per_call(tiny_npz):
+    """fit over the all-epochs pipeline: per-epoch losses match steps_per_execution=1 exactly."""
+    from vae_cli.data import load_dataset, steps_per_epoch
+
+    data = load_dataset(f"npz:{tiny_npz}")
+    config = Config(arch="mlp", hidden_dim=8, batch_size=12, jit_compile="off")  # 64 images: 6 steps
+    histories = []
+    for spe in (1, choose(config, gpu=False, epoch_steps=steps_per_epoch(data.n_train, 12)).steps_per_execution):
+        keras.utils.set_random_seed(0)
+        vae = build_vae(config, data.input_shape).vae
+        vae.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=spe, jit_compile=False)
+        batches, steps = data.epoch_batches(12, seed=0, first_epoch=0, epochs=3)
+        histories.append(vae.fit(batches, epochs=3, steps_per_epoch=steps, verbose=0, shuffle=False).history["loss"])
+    assert steps == 6
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-6)

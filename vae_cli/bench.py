@@ -1,0 +1,333 @@
+"""vae-bench: vae-cli's speed against what users have today, measured side by side in one run.
+
+    python -m vae_cli.bench             # everything in issue 4 (~10 min on 2 cores, more under load)
+    python -m vae_cli.bench --quick     # training ratios, manifold, start-up; no end-to-end (< 2 min)
+    python -m vae_cli.bench --levers    # adds the one-lever-at-a-time study behind the defaults
+
+Training speeds are medians of repeated epochs (the first, which traces, is left out) and every
+comparison is a ratio taken inside this one process, so a busy machine slows both sides alike.
+The table is printed and everything (per-epoch times included) goes to --json. Not part of the
+test suite: timings are never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .cli.common import Parser, quiet_tensorflow
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so subprocesses run this same checkout
+MANIFOLD_N = 30
+
+# (key, target ratio, higher is better) from issue 4
+TARGETS = {
+    "mlp_vs_tutorial": (2.5, True), "conv_vs_tutorial": (1.3, True), "mlp400_vs_torch": (1.0, True),
+    "manifold_speedup": (150.0, True), "help_seconds": (0.5, False), "arg_error_seconds": (0.5, False),
+    "e2e_ratio": (0.7, False), "peak_rss_gb": (1.5, False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="vae-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, no end-to-end race (< 2 minutes)")
+    parser.add_argument("--levers", action="store_true", help="also measure each speed lever on and off")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per training measurement (default: 8, --quick: 4)")
+    parser.add_argument("--e2e-epochs", type=int, default=5, help="epochs of the end-to-end race (default: 5)")
+    parser.add_argument("--json", default="bench.json", help="where to write the results (default: bench.json)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # used by --levers for settings that need a new process
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.epochs is not None and args.epochs < 3:
+        build_parser().error("--epochs: expected an integer >= 3 (the first epoch is left out)")
+    quiet_tensorflow()
+    if args.child:
+        from .bench_levers import child_main
+
+        return child_main(args.child)
+    results = run_benchmark(args)
+    print(format_table(results))
+    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------- the measurements
+
+
+def run_benchmark(args) -> dict:
+    from .bench_workloads import cpu_name, load_average, matmul_peak_gflops, torch_version
+    from .data import load_dataset
+    from .speed import has_gpu
+
+    epochs = args.epochs or (4 if args.quick else 8)
+    data = load_dataset("mnist-5k", validation_split=0.1, seed=0)
+    res: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": has_gpu(),
+                             "load_average_start": load_average(), "python": platform.python_version(),
+                             "torch": torch_version()},
+                 "data": f"{len(data.x_train):,} MNIST digits ({data.source}), batch 128",
+                 "epochs": epochs, "quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+        tmp = Path(tmp)
+        res["startup"] = cli_latency()
+        peaks = [matmul_peak_gflops()]
+        for label, preset, overrides in (("mlp", "mlp", {}), ("conv", "conv", {}),
+                                         ("mlp400", "mlp", {"hidden_dim": 400, "latent_dim": 20})):
+            res[label] = compare_trainer(label, preset, overrides, data, epochs, tmp)
+            _progress(f"{label}: {res[label]['ours_train']:,.0f} vs tutorial {res[label]['tutorial']:,.0f} samples/s")
+        res["mlp400"]["torch"] = torch_rate(res["mlp400"]["config"], data.x_train, epochs)
+        res["manifold"] = manifold_race(res["conv"].pop("run_path"), tmp, 30 if args.quick else 100)
+        for label in ("mlp", "mlp400"):
+            res[label].pop("run_path")
+        if not args.quick:
+            from .bench_workloads import end_to_end
+
+            _progress("end to end: vae-train vs the tutorial script on 60,000 digits (minutes)")
+            res["e2e"] = end_to_end(tmp, args.e2e_epochs, _subprocess_env())
+        if args.levers:
+            from .bench_levers import run_levers
+
+            res["levers"] = run_levers(data, epochs, tmp)
+    peaks.append(matmul_peak_gflops())  # the best of two, so one busy moment does not set the peak
+    res["matmul_peak_gflops_measured"], res["matmul_peak_gflops"] = peaks, max(peaks)
+    res["machine"]["load_average_end"] = load_average()
+    res["flops"] = flop_fractions(res)
+    res["targets"] = check_targets(res)
+    return res
+
+
+def _progress(message: str) -> None:
+    print(f"[vae-bench] {message}", file=sys.stderr, flush=True)
+
+
+def compare_trainer(label, preset, overrides, data, epochs, tmp) -> dict:
+    """The project's trainer (every callback, validation included) against the tutorial VAE at the
+    same architecture, run before and after it so drifting machine load hits both."""
+    from .bench_workloads import EpochTimer, steady_rate, training_flops, tutorial_vae
+    from .config import resolve
+    from .models import build_vae
+
+    config = resolve(preset, {**overrides, "epochs": epochs, "dataset": "mnist-5k", "name": label,
+                              "out": str(tmp)})
+    x = data.x_train
+    tutorial, timer = tutorial_vae(config, data.input_shape), EpochTimer()
+    first_half = max(2, epochs // 2 + 1)
+    tutorial.fit(x, batch_size=config.batch_size, epochs=first_half, verbose=0, callbacks=[timer])
+    metrics, run_path = train_quietly(config, data)
+    tutorial.fit(x, batch_size=config.batch_size, epochs=epochs + 1 - first_half, verbose=0, callbacks=[timer])
+    ours_flops = training_flops(build_vae(config, data.input_shape).vae)
+    tutorial_flops = training_flops(tutorial.encoder) + training_flops(tutorial.decoder)
+    assert ours_flops == tutorial_flops, "the baseline must have the project's architecture"
+    return {
+        "config": config.to_dict(), "run_path": str(run_path), "train_flops_per_sample": ours_flops,
+        "ours_train": metrics["train_samples_per_second"], "ours_epoch": metrics["epoch_samples_per_second"],
+        "ours_train_seconds": metrics["train_seconds"], "ours_epoch_seconds": metrics["epoch_seconds"],
+        "speed_settings": metrics["speed"],
+        "tutorial": steady_rate(len(x), timer.seconds), "tutorial_epoch_seconds": timer.seconds,
+        "ratio": metrics["train_samples_per_second"] / steady_rate(len(x), timer.seconds),
+    }
+
+
+def train_quietly(config, data):
+    from .run import RunDir
+    from .train import train
+
+    run = RunDir.create(config.out, config.run_name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = train(config, data, run, log=lambda *_: None)
+    return result.metrics, run.path
+
+
+def torch_rate(config_dict: dict, x, epochs: int) -> dict:
+    from .bench_workloads import steady_rate, torch_mlp_epochs, torch_version
+    from .config import Config
+
+    if torch_version() is None:
+        return {"skipped": "torch is not installed (pip install 'vae-cli[torch]')"}
+    seconds = torch_mlp_epochs(Config(**{**config_dict, "conv_filters": tuple(config_dict["conv_filters"])}),
+                               x, epochs)
+    return {"samples_per_second": steady_rate(len(x), seconds), "epoch_seconds": seconds}
+
+
+def manifold_race(run_path: str, tmp: Path, per_point_calls: int) -> dict:
+    """The tutorial's per-point `predict` loop (timed on `per_point_calls` points, extrapolated to
+    all 900) plus its imshow figure, against sampling.manifold + plots.plot_manifold."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from . import plots, sampling
+    from .run import load_run
+
+    decoder = load_run(run_path).decoder
+    z = np.stack(np.meshgrid(sampling.latent_grid(MANIFOLD_N, 4.0), sampling.latent_grid(MANIFOLD_N, 4.0)),
+                 -1).reshape(-1, 2)
+    decoder.predict(z[:1], verbose=0)  # the loop pays its one-time setup once in 900 calls
+    t0 = time.perf_counter()
+    for point in z[:per_point_calls]:
+        decoder.predict(point[None], verbose=0)
+    per_point = (time.perf_counter() - t0) / per_point_calls
+    t0 = time.perf_counter()
+    plt.figure(figsize=(15, 15))
+    plt.imshow(np.zeros((28 * MANIFOLD_N, 28 * MANIFOLD_N)), cmap="Greys_r")
+    plt.savefig(tmp / "tutorial-manifold.png")
+    plt.close()
+    loop_seconds = per_point * len(z) + time.perf_counter() - t0
+    ours = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        images, gx, gy = sampling.manifold(decoder, 2, n=MANIFOLD_N)
+        plots.plot_manifold(images, gx, gy, tmp / "manifold.png")
+        ours.append(time.perf_counter() - t0)
+    return {"per_point_loop_seconds": loop_seconds, "per_point_calls_timed": per_point_calls,
+            "ours_seconds": statistics.median(ours), "speedup": loop_seconds / statistics.median(ours)}
+
+
+def _subprocess_env() -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def cli_latency(repeats: int = 3) -> dict:
+    """Wall time of `vae-train --help` and of two argument errors, each a fresh interpreter."""
+    cases = {"help": ["--help"], "arg_error_argparse": ["--arch", "resnet"],
+             "arg_error_config": ["--epochs", "0"]}
+    out = {}
+    for name, args in cases.items():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "vae_cli.cli.train", *args], env=_subprocess_env(),
+                           capture_output=True, check=False)
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
+
+
+def flop_fractions(res: dict) -> list[dict]:
+    peak = res["matmul_peak_gflops"]
+    rows = []
+    for label in ("mlp", "conv", "mlp400"):
+        r = res[label]
+        rates = {"vae-cli": r["ours_train"], "tutorial Keras": r["tutorial"]}
+        if "samples_per_second" in r.get("torch", {}):
+            rates["PyTorch eager"] = r["torch"]["samples_per_second"]
+        for who, rate in rates.items():
+            gflops = rate * r["train_flops_per_sample"] / 1e9
+            rows.append({"workload": label, "who": who, "samples_per_second": rate,
+                         "train_mflop_per_sample": r["train_flops_per_sample"] / 1e6,
+                         "gflops": gflops, "fraction_of_peak": gflops / peak})
+    return rows
+
+
+def _measured(res: dict) -> dict:
+    m = {"mlp_vs_tutorial": res["mlp"]["ratio"], "conv_vs_tutorial": res["conv"]["ratio"],
+         "manifold_speedup": res["manifold"]["speedup"], "help_seconds": res["startup"]["help"],
+         "arg_error_seconds": max(res["startup"]["arg_error_argparse"], res["startup"]["arg_error_config"])}
+    torch = res["mlp400"]["torch"]
+    if "samples_per_second" in torch:
+        m["mlp400_vs_torch"] = res["mlp400"]["ours_train"] / torch["samples_per_second"]
+    if "e2e" in res:
+        m["e2e_ratio"] = res["e2e"]["ratio"]
+        m["peak_rss_gb"] = res["e2e"]["ours_peak_rss_bytes"] / 1e9
+    return m
+
+
+def check_targets(res: dict) -> dict:
+    out = {}
+    for key, value in _measured(res).items():
+        target, higher = TARGETS[key]
+        out[key] = {"value": value, "target": target, "met": value >= target if higher else value <= target}
+    return out
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _verdict(res: dict, key: str) -> tuple[str, str]:
+    target, higher = TARGETS[key]
+    t = res["targets"].get(key)
+    unit = "x" if key.endswith(("_tutorial", "_torch", "_speedup", "_ratio")) else (" s" if "seconds" in key else " GB")
+    bound = f"{'>=' if higher else '<='} {target:g}{unit}"
+    return bound, ("-" if t is None else "yes" if t["met"] else "**no**")
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def format_table(res: dict) -> str:
+    m = res["machine"]
+    lines = [f"vae-bench on {m['cpu']}, {m['cores']} cores, GPU: {'yes' if m['gpu'] else 'none'}; "
+             f"load average {m['load_average_start']} at start, {m['load_average_end']} at end",
+             f"training: {res['data']}, medians of epochs 2-{res['epochs']}; vae-cli column = training "
+             "batches only (whole epoch incl. validation + callbacks in brackets)", "",
+             _row(["workload", "vae-cli", "baseline", "ratio", "target", "met"]), _row(["---"] * 6)]
+    busiest = max((m["load_average_start"] or [0])[0], (m["load_average_end"] or [0])[0])
+    if busiest > m["cores"]:
+        lines[2:2] = [f"WARNING: load average {busiest:.1f} on {m['cores']} cores: other processes competed for "
+                      "the CPU, so timings are noisy, and PyTorch's OpenMP threads slow down far more than "
+                      "TensorFlow's under contention (its ratio is not trustworthy). Rerun on a quiet machine.", ""]
+    names = {"mlp": "`mlp` preset (784-512-2) training, samples/s",
+             "conv": "`conv` preset training, samples/s (same architecture)"}
+    for label, key in (("mlp", "mlp_vs_tutorial"), ("conv", "conv_vs_tutorial")):
+        r = res[label]
+        lines.append(_row([names[label], f"{r['ours_train']:,.0f} ({r['ours_epoch']:,.0f})",
+                           f"tutorial Keras {r['tutorial']:,.0f}", f"{r['ratio']:.2f}x", *_verdict(res, key)]))
+    r = res["mlp400"]
+    torch = r["torch"]
+    if "samples_per_second" in torch:
+        lines.append(_row(["MLP 784-400-20 training, samples/s", f"{r['ours_train']:,.0f} ({r['ours_epoch']:,.0f})",
+                           f"PyTorch {m['torch']} eager {torch['samples_per_second']:,.0f}",
+                           f"{res['targets']['mlp400_vs_torch']['value']:.2f}x", *_verdict(res, "mlp400_vs_torch")]))
+    else:
+        lines.append(_row(["MLP 784-400-20 vs PyTorch eager", "-", f"skipped: {torch['skipped']}", "-", "-", "-"]))
+    lines.append(_row(["MLP 784-400-20 training, samples/s", f"{r['ours_train']:,.0f}",
+                       f"default Keras {r['tutorial']:,.0f}", f"{r['ratio']:.2f}x", "-", "-"]))
+    mf = res["manifold"]
+    lines.append(_row(["30x30 manifold (decode + figure)", f"{mf['ours_seconds']:.2f} s",
+                       f"per-point loop {mf['per_point_loop_seconds']:.1f} s ({mf['per_point_calls_timed']} "
+                       "calls timed, scaled to 900)", f"{mf['speedup']:.0f}x", *_verdict(res, "manifold_speedup")]))
+    st = res["startup"]
+    lines.append(_row(["`vae-train --help`", f"{st['help']:.2f} s", "-", "-", *_verdict(res, "help_seconds")]))
+    lines.append(_row(["argument error (argparse / Config)", f"{st['arg_error_argparse']:.2f} / "
+                       f"{st['arg_error_config']:.2f} s", "-", "-", *_verdict(res, "arg_error_seconds")]))
+    if "e2e" in res:
+        e = res["e2e"]
+        lines.append(_row([f"end to end: conv, latent 2, {e['epochs']} epochs, {e['data']}", f"{e['ours_seconds']:.0f} s",
+                           f"tutorial script {e['tutorial_seconds']:.0f} s", f"{e['ratio']:.2f}x",
+                           *_verdict(res, "e2e_ratio")]))
+        lines.append(_row(["peak RSS of that vae-train run", f"{e['ours_peak_rss_bytes'] / 1e9:.2f} GB",
+                           f"tutorial script {e['tutorial_peak_rss_bytes'] / 1e9:.2f} GB", "-",
+                           *_verdict(res, "peak_rss_gb")]))
+    else:
+        lines.append(_row(["end to end + peak RSS", "skipped (--quick)", "-", "-", "-", "-"]))
+    lines += ["", f"fp32 matmul peak (TensorFlow, 2048x2048, default threads): {res['matmul_peak_gflops']:.0f} GFLOP/s",
+              "", _row(["workload", "implementation", "train MFLOP/sample", "samples/s", "GFLOP/s", "of peak"]),
+              _row(["---"] * 6)]
+    for f in res["flops"]:
+        lines.append(_row([f["workload"], f["who"], f"{f['train_mflop_per_sample']:.1f}",
+                           f"{f['samples_per_second']:,.0f}", f"{f['gflops']:.1f}", f"{f['fraction_of_peak']:.0%}"]))
+    if "levers" in res:
+        from .bench_levers import format_levers
+
+        lines += ["", format_levers(res["levers"])]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
