@@ -159,6 +159,34 @@ def test_bench_help_is_instant_and_names_its_modes():
     assert out.strip().endswith("TF False")
 
 
+# ---------------------------------------------------------------- memory
+
+
+def test_pipeline_reads_the_images_in_place(tiny_npz):
+    """Loaded images are 64-byte aligned float32, so tf.data uses them without a second copy."""
+    from vae_cli.data import load_dataset, make_tf_dataset
+
+    data = load_dataset(f"npz:{tiny_npz}")
+    x = data.x_train
+    assert x.dtype == np.float32 and x.ctypes.data % 64 == 0 and data.x_val.ctypes.data % 64 == 0
+    expected = np.multiply(np.load(tiny_npz)["x_train"][..., None], np.float32(1 / 255), dtype=np.float32)
+    np.testing.assert_array_equal(x, expected)  # same values as a plain conversion
+    ds = make_tf_dataset(x, batch_size=8, shuffle=False, seed=0)
+    x[0, 0, 0, 0] = 0.125  # visible through the pipeline only if it shares the memory
+    assert float(next(iter(ds))[0, 0, 0, 0]) == 0.125
+
+
+def test_pipeline_copies_arrays_it_cannot_share():
+    from vae_cli.data import make_tf_dataset
+
+    x = np.random.default_rng(0).random((10, 4, 4, 1))  # float64: copied as it is
+    batches = [np.asarray(b) for b in make_tf_dataset(x, batch_size=4, shuffle=False, seed=0)]
+    np.testing.assert_array_equal(np.concatenate(batches), x)
+    readonly = np.ones((6, 2, 2, 1), np.float32)
+    readonly.flags.writeable = False
+    assert sum(len(b) for b in make_tf_dataset(readonly, batch_size=4, shuffle=False, seed=0)) == 6
+
+
 def test_chosen_steps_per_execution_trains_on_the_same_batches_as_one_step_per_call(tiny_npz):
     """fit over the all-epochs pipeline: per-epoch losses match steps_per_execution=1 exactly."""
     from vae_cli.data import load_dataset, steps_per_epoch

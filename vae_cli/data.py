@@ -270,7 +270,8 @@ def stream_batches(elements, count: int, *, batch_size: int, seed: int | None, s
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected an integer >= 1, got {batch_size}")
-    ds = tf.data.Dataset.from_tensor_slices(elements)
+    ds = tf.data.Dataset.from_tensor_slices(
+        tuple(map(_as_tensor, elements)) if isinstance(elements, tuple) else _as_tensor(elements))
     if shard is not None and shard[0] > 1:
         ds = ds.shard(*shard)
         count = len(range(shard[1], count, shard[0]))
@@ -300,7 +301,7 @@ def epoch_keyed_batches(x, *, batch_size: int, seed: int, first_epoch: int, epoc
 
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected an integer >= 1, got {batch_size}")
-    arrays = tuple(tf.constant(a) for a in ((x,) if y is None else (x, y)))
+    arrays = tuple(_as_tensor(a) for a in ((x,) if y is None else (x, y)))
     seed_pair = tf.constant([seed, 0], tf.int64)
 
     def one_epoch(epoch):
@@ -313,6 +314,37 @@ def epoch_keyed_batches(x, *, batch_size: int, seed: int, first_epoch: int, epoc
 
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     return ds.map(gather).prefetch(tf.data.AUTOTUNE)
+
+
+# TensorFlow can use numpy memory in place only when it starts on this boundary (Eigen's largest
+# alignment); images are converted into such buffers so the pipeline does not hold a second copy.
+_ALIGN = 64
+
+
+def _aligned_empty(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an _ALIGN-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % _ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _as_tensor(x):
+    """A tensor over x's own memory (via DLPack) when x is aligned float32, else a copy; other
+    inputs (labels, file names) go to TensorFlow as they are.
+
+    Saves the pipeline's copy of the images: 0.2 GB of a 60,000-digit run's peak memory.
+    """
+    import tensorflow as tf
+
+    if not isinstance(x, np.ndarray):
+        return x
+    if x.dtype == np.float32 and x.flags.c_contiguous and x.size and x.ctypes.data % _ALIGN == 0:
+        try:
+            return tf.experimental.dlpack.from_dlpack(x.__dlpack__())
+        except (BufferError, TypeError, ValueError):  # e.g. a read-only array: copy instead
+            pass
+    return tf.convert_to_tensor(x)
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -343,11 +375,12 @@ def _to_unit(x: np.ndarray, spec: str, what: str) -> np.ndarray:
     where = f"dataset '{spec}': {what} images"
     if x.ndim == 3:
         x = x[..., None]
+    out = _aligned_empty(x.shape, np.float32)
     if x.dtype == np.uint8:
-        return np.multiply(x, np.float32(1 / 255), dtype=np.float32)
+        return np.multiply(x, np.float32(1 / 255), out=out, dtype=np.float32)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise UsageError(f"{where} have dtype {x.dtype}; expected uint8 or float pixels")
-    out = x.astype(np.float32)
+    out[...] = x  # the same rounding as x.astype(np.float32)
     if not np.isfinite(out).all():
         raise UsageError(f"{where} contain NaN or Inf; clean the data first")
     lo, hi = float(out.min()), float(out.max())
