@@ -14,7 +14,7 @@ from keras import layers
 from vae_cli.cli.train import main
 from vae_cli.config import Config
 from vae_cli.errors import UsageError
-from vae_cli.layers import UpsampleConv2D
+from vae_cli.layers import NarrowConv2D, UpsampleConv2D
 from vae_cli.models import build_vae
 from vae_cli.speed import choose
 
@@ -92,21 +92,19 @@ def test_trainer_compiles_with_the_settings_it_records(tmp_path, tiny_npz, monke
     assert metrics["train_seconds"][0] <= metrics["epoch_seconds"][0]
 
 
-# ---------------------------------------------------------------- UpsampleConv2D
+# ---------------------------------------------------------------- the faster layers
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 7, 5), (3, 4, 9, 2), (1, 1, 1, 3)])
-def test_upsample_conv_equals_upsampling_then_conv(shape):
-    """Same weights, same outputs and same gradients as UpSampling2D(2) + Conv2D(3, 'same')."""
+def _check_same_as(layer, reference_layers, shape, filters):
+    """Same weights -> same outputs and same gradients as the standard Keras layers."""
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal(shape).astype(np.float32))
-    fused = UpsampleConv2D(4, activation="relu")
-    fused(x)
-    fused.bias.assign(rng.standard_normal(4).astype(np.float32))
-    conv = layers.Conv2D(4, 3, padding="same", activation="relu")
-    reference = keras.Sequential([layers.UpSampling2D(2), conv])
+    layer(x)
+    layer.bias.assign(rng.standard_normal(filters).astype(np.float32))
+    conv = layers.Conv2D(filters, 3, padding="same", activation="relu")
+    reference = keras.Sequential([*reference_layers, conv])
     reference(x)
-    conv.set_weights([fused.kernel.numpy(), fused.bias.numpy()])
+    conv.set_weights([layer.kernel.numpy(), layer.bias.numpy()])
 
     def value_and_grads(model, variables):
         with tf.GradientTape() as tape:
@@ -115,21 +113,36 @@ def test_upsample_conv_equals_upsampling_then_conv(shape):
             loss = tf.reduce_sum(y * tf.cos(y))
         return y, tape.gradient(loss, [x, *variables])
 
-    y1, g1 = value_and_grads(fused, [fused.kernel, fused.bias])
+    y1, g1 = value_and_grads(layer, [layer.kernel, layer.bias])
     y2, g2 = value_and_grads(reference, [conv.kernel, conv.bias])
-    assert y1.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+    assert y1.shape == y2.shape
     np.testing.assert_allclose(y1, y2, atol=1e-5)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    return y1.shape
 
 
-def test_upsample_conv_config_round_trip_and_bad_filters():
-    layer = UpsampleConv2D(8, activation="relu", name="up")
-    again = UpsampleConv2D.from_config(layer.get_config())
+@pytest.mark.parametrize("shape", [(2, 7, 7, 5), (3, 4, 9, 2), (1, 1, 1, 3)])
+def test_upsample_conv_equals_upsampling_then_conv(shape):
+    out = _check_same_as(UpsampleConv2D(4, activation="relu"), [layers.UpSampling2D(2)], shape, 4)
+    assert out == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+
+
+@pytest.mark.parametrize("filters", [1, 3])
+@pytest.mark.parametrize("shape", [(2, 7, 7, 5), (3, 4, 9, 1)])
+def test_narrow_conv_equals_conv(shape, filters):
+    out = _check_same_as(NarrowConv2D(filters, activation="relu"), [], shape, filters)
+    assert out == (*shape[:3], filters)
+
+
+@pytest.mark.parametrize("cls", [UpsampleConv2D, NarrowConv2D])
+def test_layer_config_round_trip_and_bad_filters(cls):
+    layer = cls(8, activation="relu", name="up")
+    again = cls.from_config(layer.get_config())
     assert (again.filters, again.name, again.activation.__name__) == (8, "up", "relu")
-    assert layer.compute_output_shape((None, 7, 5, 3)) == (None, 14, 10, 8)
+    assert layer.compute_output_shape((None, 7, 5, 3))[-1] == 8
     with pytest.raises(ValueError, match="Expected a positive integer. Received: filters=0"):
-        UpsampleConv2D(0)
+        cls(0)
 
 
 # ---------------------------------------------------------------- benchmark work counting

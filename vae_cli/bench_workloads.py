@@ -19,7 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from .config import Config
-from .layers import UpsampleConv2D
+from .layers import NarrowConv2D, UpsampleConv2D
 from .models import _conv_grid
 
 
@@ -182,7 +182,7 @@ def forward_flops(model) -> int:
             total += forward_flops(layer)
         elif isinstance(layer, layers.Dense):
             total += 2 * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
-        elif isinstance(layer, (layers.Conv2D, UpsampleConv2D)):
+        elif isinstance(layer, (layers.Conv2D, NarrowConv2D, UpsampleConv2D)):
             kh, kw, c_in, c_out = (int(d) for d in layer.kernel.shape)
             h, w = layer.output.shape[1:3]
             total += 2 * int(h) * int(w) * kh * kw * c_in * c_out

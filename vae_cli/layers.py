@@ -146,3 +146,49 @@ class UpsampleConv2D(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "activation": keras.activations.serialize(self.activation)}
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
+class NarrowConv2D(layers.Layer):
+    """`Conv2D(filters, 3, padding="same")` that is fast with a single output channel.
+
+    A one-filter convolution equals a depthwise 3x3 convolution followed by a sum over the input
+    channels; on CPU that route trains ~2x faster than TensorFlow's Conv2D, whose kernels handle
+    one output channel poorly (the decoder's grayscale output layer). With more filters the
+    plain convolution is faster and is used. The weights are those of the Conv2D it replaces.
+
+    Args:
+        filters: output channels.
+        activation: applied after the bias, as in `Conv2D`.
+
+    Call arguments:
+        inputs: `(batch, H, W, C)`; the output is `(batch, H, W, filters)`.
+    """
+
+    def __init__(self, filters, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(filters, int) or filters < 1:
+            raise ValueError(
+                f"Invalid value received for argument `filters`. Expected a positive integer. "
+                f"Received: filters={filters}")
+        self.filters = filters
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(3, 3, input_shape[-1], self.filters),
+                                      initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        if self.filters == 1:
+            y = ops.sum(ops.depthwise_conv(inputs, self.kernel, padding="same"), axis=-1, keepdims=True)
+        else:
+            y = ops.conv(inputs, self.kernel, padding="same")
+        return self.activation(y + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "activation": keras.activations.serialize(self.activation)}

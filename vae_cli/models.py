@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import ReconstructionLoss, Sampling, UpsampleConv2D
+from .layers import NarrowConv2D, ReconstructionLoss, Sampling, UpsampleConv2D
 
 
 class VAEModels(NamedTuple):
@@ -90,7 +90,7 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None) -
     if extra_h or extra_w:
         crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
         h = layers.Cropping2D(crop, name="crop")(h)  # back to (batch, H, W, f)
-    x_hat = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="x_hat")(h)
+    x_hat = NarrowConv2D(channels, activation="sigmoid", name="x_hat")(h)  # Conv2D(channels, 3, "same")
     return keras.Model(inputs, x_hat, name="decoder")
 
 
