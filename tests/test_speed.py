@@ -145,6 +145,52 @@ def test_layer_config_round_trip_and_bad_filters(cls):
         cls(0)
 
 
+def _format_1_run(path, config, shape, num_classes):
+    """A run directory as vae-cli wrote it before the fused layers: the stock decoder's weights
+    and format_version 1; returns the stock models."""
+    from vae_cli import run as rundir
+
+    keras.utils.set_random_seed(3)
+    stock = build_vae(config, shape, num_classes, fused=False)
+    for v in stock.vae.trainable_weights:  # non-zero biases too, so a lost array would show
+        v.assign(np.random.default_rng(len(v.path)).normal(0, 0.3, v.shape).astype(np.float32))
+    path.mkdir()
+    stock.vae.save_weights(str(path / rundir.WEIGHTS_FILE))
+    rundir.save_config(rundir.RunDir(path), config, shape, num_classes, {"used": "test"})
+    meta = json.loads((path / rundir.CONFIG_FILE).read_text())
+    (path / rundir.CONFIG_FILE).write_text(json.dumps({**meta, "format_version": 1}))
+    return stock
+
+
+@pytest.mark.parametrize("shape, num_classes", [((28, 28, 1), None), ((30, 26, 3), None), ((13, 9, 1), 4)])
+def test_format_1_conv_run_loads_into_the_fused_layers_with_the_same_outputs(tmp_path, shape, num_classes):
+    """Odd sizes (cropped decoder), RGB and a conditional decoder: same weights, same math."""
+    from vae_cli.run import load_run
+
+    config = Config(arch="conv", conv_filters=(4, 8), hidden_dim=16, latent_dim=3,
+                    conditional=num_classes is not None)
+    stock = _format_1_run(tmp_path / "old", config, shape, num_classes)
+    run = load_run(tmp_path / "old")
+    assert isinstance(run.decoder.get_layer("deconv1"), UpsampleConv2D)
+    assert isinstance(run.decoder.get_layer("x_hat"), NarrowConv2D)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, 3)).astype(np.float32)
+    x = rng.random((6, *shape)).astype(np.float32)
+    label = None if num_classes is None else np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, 6)]
+    inputs = (lambda a: a) if label is None else (lambda a: [a, label])
+    np.testing.assert_allclose(run.decoder(inputs(z)), stock.decoder(inputs(z)), atol=1e-5)
+    np.testing.assert_array_equal(run.encoder(inputs(x))[0], stock.encoder(inputs(x))[0])
+
+
+def test_format_1_conv_run_is_not_resumed(tmp_path):
+    from vae_cli.resume import plan_resume
+
+    _format_1_run(tmp_path / "old", Config(arch="conv", conv_filters=(4,), hidden_dim=8), (8, 8, 1), None)
+    with pytest.raises(UsageError, match="run format 1.*cannot be resumed; vae-plot, vae-sample and vae-eval "
+                                         "still read it"):
+        plan_resume(str(tmp_path / "old"), None, {"epochs": 3})
+
+
 # ---------------------------------------------------------------- benchmark work counting
 
 

@@ -25,8 +25,11 @@ CHANNELS = (0, 1, 3)  # 0: as stored
 MAX_IMAGE_SIDE = 4096
 SWITCHES = ("auto", "on", "off")
 
-# Bumped when config.json changes in a way older readers would misread.
-FORMAT_VERSION = 1
+# Bumped when a run directory changes in a way older readers would misread.
+# 2: the conv decoder's weights are stored under its fused layers (UpsampleConv2D, NarrowConv2D);
+#    format-1 conv runs still load (run.load_run), but cannot be resumed.
+FORMAT_VERSION = 2
+FUSED_DECODER_FORMAT = 2
 
 # Generous ceilings: they exist to turn a typo like --epochs 1e12 into a clear error instead of
 # an out-of-memory crash minutes later, not to limit real use.

@@ -12,6 +12,7 @@ is added, so the models stay Lambda-free and load in safe mode.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -67,8 +68,14 @@ def build_encoder(config: Config, input_shape, num_classes: int | None = None) -
     return keras.Model(_inputs(x_in, label), [z_mean, z_log_var, z], name="encoder")
 
 
-def build_decoder(config: Config, input_shape, num_classes: int | None = None) -> keras.Model:
-    """(batch, latent_dim) [+ label (batch, K)] -> x_hat (batch, H, W, C) with values in (0, 1)."""
+def build_decoder(config: Config, input_shape, num_classes: int | None = None, *,
+                  fused: bool = True) -> keras.Model:
+    """(batch, latent_dim) [+ label (batch, K)] -> x_hat (batch, H, W, C) with values in (0, 1).
+
+    fused=False builds the conv decoder from the stock layers that run format 1 stored
+    (UpSampling2D + Conv2D, a plain output Conv2D): the same math and weight shapes, but the
+    weight file names its layers by class, so such files load only into this form.
+    """
     height, width, channels = input_shape
     z_in = keras.Input(shape=(config.latent_dim,), name="z")
     label = _label_input(num_classes)
@@ -84,20 +91,25 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None) -
     h = layers.Dense(gh * gw * filters[0], activation="relu", name="grid")(h)
     h = layers.Reshape((gh, gw, filters[0]), name="reshape")(h)  # (batch, gh, gw, f)
     for i, f in enumerate(filters, start=1):
-        # UpSampling2D(2) then Conv2D(f, 3, "same"), fused into one cheaper op
-        h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
+        if fused:  # UpSampling2D(2) then Conv2D(f, 3, "same") as one cheaper op
+            h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
+        else:
+            h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
+            h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
     extra_h, extra_w = gh * 2 ** len(filters) - height, gw * 2 ** len(filters) - width
     if extra_h or extra_w:
         crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
         h = layers.Cropping2D(crop, name="crop")(h)  # back to (batch, H, W, f)
-    x_hat = NarrowConv2D(channels, activation="sigmoid", name="x_hat")(h)  # Conv2D(channels, 3, "same")
+    output_conv = NarrowConv2D if fused else functools.partial(layers.Conv2D, kernel_size=3, padding="same")
+    x_hat = output_conv(channels, activation="sigmoid", name="x_hat")(h)  # Conv2D(channels, 3, "same")
     return keras.Model(inputs, x_hat, name="decoder")
 
 
-def build_vae(config: Config, input_shape, num_classes: int | None = None) -> VAEModels:
+def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
+              fused: bool = True) -> VAEModels:
     """The three models share weights: training `vae` trains `encoder` and `decoder`.
 
-    num_classes is required by, and only used for, a conditional config.
+    num_classes is required by, and only used for, a conditional config; fused: see build_decoder.
     """
     if config.conditional and not num_classes:
         raise ValueError("a conditional VAE needs num_classes (the labels' range). Received: "
@@ -105,7 +117,7 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None) -> VA
     num_classes = int(num_classes) if config.conditional else None
     input_shape = tuple(int(d) for d in input_shape)
     encoder = build_encoder(config, input_shape, num_classes)
-    decoder = build_decoder(config, input_shape, num_classes)
+    decoder = build_decoder(config, input_shape, num_classes, fused=fused)
     x_in = keras.Input(shape=input_shape, name="x")
     label = _label_input(num_classes)
     _, _, z = encoder(_inputs(x_in, label))

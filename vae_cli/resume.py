@@ -318,6 +318,10 @@ def plan_resume(run_path: str, preset: str | None, flags: dict[str, Any]) -> Res
                           for k, v in sorted(changed.items()))
         raise UsageError(f"--resume: {shown}: a resumed run keeps the settings it started with "
                          "(only --epochs and --strategy may change); start a new run to change them")
+    if rundir.stores_stock_decoder(path):
+        raise UsageError(f"{path} was written by an older vae-cli (run format 1), whose conv decoder "
+                         "stores its weights under other layer names, so it cannot be resumed; "
+                         "vae-plot, vae-sample and vae-eval still read it. Start a new run to train further")
     if given.get("strategy", saved.strategy) == "multiworker":
         raise UsageError("--resume is not supported with --strategy multiworker (every worker would "
                          "have to restore the same state); resume with --strategy default or mirrored")
