@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs is not None and args.epochs < 3:
         build_parser().error("--epochs: expected an integer >= 3 (the first epoch is left out)")
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+        folder = Path(path or ".").expanduser().absolute().parent
+        if path and not (folder.is_dir() and os.access(folder, os.W_OK)):  # checked before minutes of work
+            build_parser().error(f"{flag}: cannot write into {folder}; give a file in an existing, writable folder")
     quiet_tensorflow()
     if args.child:
         from .bench_levers import child_main
@@ -67,10 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"\nwrote {args.json}")
     if args.markdown:
-        command = " ".join(["python -m vae_cli.bench", *(argv if argv is not None else sys.argv[1:])])
-        Path(args.markdown).write_text(markdown_report(results, command), encoding="utf-8")
+        Path(args.markdown).write_text(markdown_report(results, _command(args)), encoding="utf-8")
         print(f"wrote {args.markdown} (paste it into README.md as it is)")
     return 0
+
+
+def _command(args) -> str:
+    """This run's measuring flags (not where it wrote its files), as the README quotes them."""
+    flags = [name for name, on in (("--quick", args.quick), ("--levers", args.levers)) if on]
+    if args.epochs is not None:
+        flags.append(f"--epochs {args.epochs}")
+    if args.e2e_epochs != 5 and not args.quick:
+        flags.append(f"--e2e-epochs {args.e2e_epochs}")
+    return " ".join(["python -m vae_cli.bench", *flags])
 
 
 # ---------------------------------------------------------------- the measurements
