@@ -6,9 +6,9 @@ What survives what:
   weights and optimizer state (Keras's save_weights writes both) plus an attribute holding the
   sampler's RNG state, the history rows and the bookkeeping, so any kill, even SIGKILL, leaves the
   previous checkpoint or the new one, never a mix of two epochs.
-- SIGINT/SIGTERM during training stop at the end of the current batch; the unfinished epoch is
-  dropped, metrics.json says "interrupted" and the command exits 130/143. A second signal stops
-  at once.
+- SIGINT/SIGTERM during training stop after the current compiled call of steps_per_execution
+  batches; the unfinished epoch is dropped, metrics.json says "interrupted" and the command exits
+  130/143. A second signal stops at once.
 - `vae-train --resume RUN` restores all of it. The batches of epoch e depend only on (seed, e)
   (data.make_train_dataset), so on CPU a resumed run is bit-for-bit the uninterrupted one.
 """

