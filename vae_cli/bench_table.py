@@ -57,7 +57,8 @@ def format_table(res: dict) -> str:
                        f"{st['arg_error_config']:.2f} s", "-", "-", *_verdict(res, "arg_error_seconds")]))
     if "e2e" in res:
         e = res["e2e"]
-        lines.append(_row([f"end to end: conv, latent 2, {e['epochs']} epochs, {e['data']}", f"{e['ours_seconds']:.0f} s",
+        lines.append(_row([f"end to end: conv, latent 2, {e['epochs']} epochs, {e['data']}",
+                           f"{e['ours_seconds']:.0f} s",
                            f"tutorial script {e['tutorial_seconds']:.0f} s", f"{e['ratio']:.2f}x",
                            *_verdict(res, "e2e_ratio")]))
         lines.append(_row(["peak RSS of that vae-train run", f"{e['ours_peak_rss_bytes'] / 1e9:.2f} GB",
