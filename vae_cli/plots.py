@@ -32,11 +32,18 @@ _LOSS_TITLES = {"loss": "total loss", "recon": "reconstruction", "kl": "KL diver
 
 # ---------------------------------------------------------------------------- writing helpers
 
-def _save(fig, path) -> None:
-    """Save a figure atomically at the shared dpi, then close it whatever happens."""
+def _save(fig, path, *, tight: bool = True) -> None:
+    """Save a figure atomically at the shared dpi, then close it whatever happens.
+
+    tight=False keeps the figure's own layout: a tight bounding box draws the figure twice, which
+    doubles the cost of the big manifold mosaic, whose margins are already sized in inches.
+    """
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+            if tight:
+                fig.savefig(tmp, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+            else:
+                fig.savefig(tmp, dpi=DPI)
     finally:
         plt.close(fig)
 
@@ -221,7 +228,7 @@ def plot_manifold(mosaic_images, grid_x, grid_y, path, *, xlabel="z[0]", ylabel=
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    _save(fig, path, tight=False)
 
 
 # ---------------------------------------------------------------------------- charts
