@@ -45,6 +45,7 @@ DECODER_FILE = "decoder.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.weights.h5"
+MAX_RUN_DEPTH = 3  # the deepest files of a run: tensorboard/train/<events>, generated/<stamp>/...
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tensorboard"
 PLOTS_DIR = "plots"
@@ -154,6 +155,8 @@ def check_contained(path: Path) -> None:
     through it would touch files the run does not own."""
     root = path.resolve()
     for folder, dirs, files in os.walk(path):  # symlinked folders are listed, not entered
+        if len(Path(folder).relative_to(path).parts) >= MAX_RUN_DEPTH:
+            dirs[:] = []  # deeper than any file vae-cli reads or writes
         for name in dirs + files:
             entry = Path(folder) / name
             if not entry.is_symlink():
