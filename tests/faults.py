@@ -4,7 +4,7 @@ folder, and file hashing to prove that nothing existing was changed.
 Root can write anywhere, so permissions cannot be tested with chmod when the tests run as root.
 Where `mount` works (root in a container with CAP_SYS_ADMIN) a real tmpfs is used: filled up
 for ENOSPC, mounted read-only for EROFS. Elsewhere the same errors are raised by patching the
-one place every write goes through (vae_cli.atomic), and `real` says which one ran.
+one place every write goes through (vae_cli.atomic.atomic_path), and `real` says which ran.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -57,14 +58,18 @@ class FullDisk:
         if not self.real:
             import vae_cli.atomic as atomic
 
-            original = atomic._fsync
+            original = atomic.atomic_path
 
-            def fsync_or_enospc(path, *, directory=False):
-                if self._full and not directory:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-                return original(path, directory=directory)
+            @contextlib.contextmanager
+            def atomic_path_or_enospc(path):
+                with original(path) as tmp:
+                    yield tmp
+                    if self._full:  # as if the data written to tmp did not fit
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
-            monkeypatch.setattr(atomic, "_fsync", fsync_or_enospc)
+            for module in [m for name, m in sys.modules.items() if name.startswith("vae_cli")]:
+                if getattr(module, "atomic_path", None) is original:
+                    monkeypatch.setattr(module, "atomic_path", atomic_path_or_enospc)
 
     def fill(self) -> None:
         self._full = True
