@@ -259,7 +259,10 @@ CASES = [
          r"checkpoint.weights.h5: unreadable \(.*\); the checkpoint is damaged"),
     Case("train-resume-mismatched-checkpoint", "vae-train",
          resume_with(edit_config(lambda m: m["config"].update(hidden_dim=9)), "--epochs", "3"),
-         r"checkpoint.weights.h5: cannot restore the checkpoint \(.*\); it is damaged or does not match"),
+         r"checkpoint.weights.h5 does not match config.json: the file holds \d+ arrays, the model has"),
+    Case("train-resume-checkpoint-of-another-architecture", "vae-train",
+         resume_with(lambda run: conv_checkpoint_in_place_of_mlp(run), "--epochs", "3"),
+         r"checkpoint.weights.h5 does not match config.json: the file holds \d+ arrays, the model has"),
     Case("train-resume-symlink-outside", "vae-train",
          resume_with(symlink_out("checkpoint.weights.h5"), "--epochs", "3"),
          r"checkpoint.weights.h5 is a symlink to \S+, outside the run directory"),
@@ -321,3 +324,83 @@ def test_readme_table_lists_every_case():
     table = README.read_text().split("### Bad input")[1].split("\n### ")[0]
     ids = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE))
     assert ids == {c.id for c in CASES}
+
+
+# ---------------------------------------------------------------------------- the run loader
+# vae-plot, vae-sample and vae-eval (issue 3) read runs through run.load_run; until they are on
+# main, its refusals are tested here directly.
+
+
+def conv_weights_in_place_of_mlp(run: Path) -> None:
+    import keras
+
+    from vae_cli.config import Config
+    from vae_cli.models import build_vae
+
+    keras.utils.set_random_seed(0)
+    other = build_vae(Config(arch="conv", conv_filters=(4,), hidden_dim=16), (12, 12, 1))
+    (run / "vae.weights.h5").unlink()
+    other.vae.save_weights(run / "vae.weights.h5")
+
+
+def conv_checkpoint_in_place_of_mlp(run: Path) -> None:
+    """A conv model's weights carrying the run's own progress record: Keras alone would load
+    the dense layers it can place and keep the rest freshly initialised, without a word."""
+    import h5py
+    import keras
+
+    from vae_cli.atomic import write_weights
+    from vae_cli.config import Config
+    from vae_cli.models import build_vae
+    from vae_cli.resume import PROGRESS_ATTR
+
+    with h5py.File(run / "checkpoint.weights.h5", "r") as f:
+        progress = f.attrs[PROGRESS_ATTR]
+    keras.utils.set_random_seed(0)
+    other = build_vae(Config(arch="conv", conv_filters=(4,), hidden_dim=16), (12, 12, 1))
+    write_weights(run / "checkpoint.weights.h5", other.vae, {PROGRESS_ATTR: progress})
+
+
+def pickle_as_weights(run: Path) -> None:
+    import pickle
+
+    (run / "vae.weights.h5").write_bytes(pickle.dumps(Evil()))
+
+
+def weights_as_folder(run: Path) -> None:
+    (run / "vae.weights.h5").unlink()
+    (run / "vae.weights.h5").mkdir()
+
+
+LOADER_CASES = {
+    "weights-missing": (lambda run: (run / "vae.weights.h5").unlink(), r"vae.weights.h5 is missing"),
+    "weights-truncated": (truncate("vae.weights.h5"), r"cannot read the weights \(.*\); the file is truncated"),
+    "weights-of-another-architecture": (conv_weights_in_place_of_mlp,
+                                        r"vae.weights.h5 does not match config.json: the file holds \d+ arrays"),
+    "weights-are-a-pickle": (pickle_as_weights, r"cannot read the weights"),
+    "weights-are-a-folder": (weights_as_folder, r"vae.weights.h5 is a folder, not a weights file"),
+    "weights-symlink-outside": (symlink_out("vae.weights.h5"), r"is a symlink to \S+, outside the run"),
+    "config-from-the-future": (edit_config(lambda m: m.update(format_version=99)),
+                               r"format_version 99 is newer than this vae-cli understands"),
+    "config-not-json": (lambda run: (run / "config.json").write_text("{'arch': 'mlp'"),
+                        r"config.json: unreadable or corrupt JSON"),
+    "config-names-a-callable": (edit_config(lambda m: m["config"].update(arch="os.system")),
+                                r"arch: expected one of mlp, conv"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOADER_CASES))
+def test_run_loader_refuses_damaged_runs(name, trained_run, tmp_path, monkeypatch):
+    from vae_cli.errors import UsageError
+    from vae_cli.run import load_run
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    damage, message = LOADER_CASES[name]
+    damage(run)
+    before = snapshot(tmp_path)
+    with pytest.raises(UsageError, match=message) as refused:
+        load_run(run)
+    assert "\n" not in str(refused.value)
+    assert snapshot(tmp_path) == before and not (tmp_path / "PWNED").exists()

@@ -156,6 +156,7 @@ def load_checkpoint(path: Path, model) -> Progress:
     model.optimizer.build(model.trainable_variables)
     with h5py.File(path, "r") as f:
         saved_opt = len(f["optimizer/vars"]) if "optimizer/vars" in f else 0
+    rundir.check_weights_match(path, model)  # Keras would load some mismatches silently
     rng_vars = _rng_variables(model)
     if saved_opt != len(model.optimizer.variables) or len(rng) != len(rng_vars):
         raise UsageError(f"{path}: the checkpoint's optimizer/RNG state does not match config.json; "

@@ -230,26 +230,30 @@ def _weight_shapes(weights: Path) -> list[tuple[int, ...]]:
     """Shapes of the model arrays in a .weights.h5 file, read as plain data (h5py, no keras)."""
     import h5py
 
-    with open(weights, "rb") as f:
-        if f.read(len(_HDF5_SIGNATURE)) != _HDF5_SIGNATURE:
-            raise UsageError(f"{weights}: not an HDF5 weights file (the file is corrupt or was replaced); "
-                             "restore it from a backup or re-run vae-train")
     shapes: list[tuple[int, ...]] = []
+    try:
+        with open(weights, "rb") as f:
+            signature = f.read(len(_HDF5_SIGNATURE))
+    except OSError as e:
+        raise UsageError(f"{weights}: cannot read the weights ({_first_line(e)}); check its permissions") from None
+    if signature != _HDF5_SIGNATURE:
+        raise UsageError(f"{weights}: not an HDF5 weights file (the file is corrupt or was replaced); "
+                         "restore it from a backup or re-run vae-train")
     try:
         with h5py.File(weights, "r") as f:
             layers = f.get("layers")  # the model's variables; "optimizer" holds the training state
             if isinstance(layers, h5py.Group):
                 layers.visititems(lambda name, obj: shapes.append(tuple(int(d) for d in obj.shape))
                                   if isinstance(obj, h5py.Dataset) else None)
-    except (OSError, RuntimeError, ValueError) as e:
+    except Exception as e:  # h5py raises OSError, KeyError, RuntimeError... for damaged files
         raise UsageError(f"{weights}: cannot read the weights ({_first_line(e)}); the file is truncated "
                          "or corrupt, restore it or re-run vae-train") from None
     return shapes
 
 
-def _check_weights_match(weights: Path, model) -> None:
-    """Refuse weights whose arrays differ from the model's: Keras itself loads some mismatches
-    silently (an mlp accepts a conv run's file when the dense shapes happen to agree)."""
+def check_weights_match(weights: Path, model) -> None:
+    """Refuse a weights file whose arrays differ from the model's: Keras loads some mismatches
+    silently (an mlp model accepts a conv run's file and keeps whatever it cannot place)."""
     found = Counter(_weight_shapes(weights))
     expected = Counter(tuple(int(d) for d in w.shape) for w in model.weights)
     if found == expected:
@@ -272,13 +276,15 @@ def load_run(path: str | os.PathLike) -> Run:
     path = Path(path).expanduser()
     config, input_shape, num_classes, data = read_run_config(path)
     weights = path / WEIGHTS_FILE
+    if weights.is_dir():
+        raise UsageError(f"{weights} is a folder, not a weights file; restore the file or re-run vae-train")
     if not weights.is_file():
         raise UsageError(f"{path}: {WEIGHTS_FILE} is missing; the run did not finish saving its weights")
     from .models import build_vae
 
     stock = stores_stock_decoder(path)
     models = build_vae(config, input_shape, num_classes, fused=not stock)
-    _check_weights_match(weights, models.vae)
+    check_weights_match(weights, models.vae)
     try:
         models.vae.load_weights(weights)
     except Exception as e:  # h5py/keras raise many types for truncated or mismatched files
