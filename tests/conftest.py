@@ -57,3 +57,22 @@ def cond_run(tmp_path_factory) -> Path:
     Tests must not modify it."""
     return _train_tiny_run(tmp_path_factory.mktemp("cond-run"), "--arch", "mlp", "--hidden-dim", "128",
                            "--latent-dim", "3", "--epochs", "3", "--conditional", "--name", "cond")
+
+
+@pytest.fixture(scope="session")
+def gaussian_extreme_run(tmp_path_factory) -> Path:
+    """A finished 2-epoch MLP run (latent 2, hidden 16) with the Gaussian likelihood at the
+    highest accepted learning rate (10), on 240 random 12x12 images with 3 labels. Shared, so
+    tests must copy it before changing it."""
+    from vae_cli.cli.train import main
+
+    folder = tmp_path_factory.mktemp("gaussian-run")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "data.npz", x_train=rng.integers(0, 256, (240, 12, 12), dtype=np.uint8),
+             y_train=np.arange(240) % 3, x_test=rng.integers(0, 256, (60, 12, 12), dtype=np.uint8),
+             y_test=np.arange(60) % 3)
+    assert main(["--arch", "mlp", "--hidden-dim", "16", "--dataset", f"npz:{folder / 'data.npz'}",
+                 "--likelihood", "gaussian", "--learning-rate", "10", "--epochs", "2", "--batch-size", "60",
+                 "--out", str(folder / "runs")]) == 0
+    (run,) = (folder / "runs").iterdir()
+    return run

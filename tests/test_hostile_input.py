@@ -3,7 +3,7 @@
 Every case builds its input in a fresh folder, snapshots every file's hash, runs the command
 in-process, and checks: the documented exit code, exactly one line on stderr matching the
 documented message, no traceback, and no existing file changed (bad input, exit 2, writes
-nothing at all). Cases that need a trained run share one tiny run made once per module.
+nothing at all). Cases that need a trained run copy one tiny run made once per session.
 """
 
 from __future__ import annotations
@@ -271,18 +271,10 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """A finished 2-epoch run (MLP, latent 2) on 240 small random images."""
-    folder = tmp_path_factory.mktemp("trained")
-    rng = np.random.default_rng(0)
-    np.savez(folder / "data.npz", x_train=rng.integers(0, 256, (240, 12, 12), dtype=np.uint8),
-             y_train=np.arange(240) % 3, x_test=rng.integers(0, 256, (60, 12, 12), dtype=np.uint8),
-             y_test=np.arange(60) % 3)
-    assert train_main(["--arch", "mlp", "--hidden-dim", "16", "--dataset", f"npz:{folder / 'data.npz'}",
-                       "--epochs", "2", "--batch-size", "60", "--out", str(folder / "runs")]) == 0
-    (run,) = (folder / "runs").iterdir()
-    return run
+@pytest.fixture
+def trained_run(gaussian_extreme_run) -> Path:
+    """A finished 2-epoch MLP run (latent 2, 12x12 images); tests work on copies of it."""
+    return gaussian_extreme_run
 
 
 def exit_code(main, argv) -> int:
