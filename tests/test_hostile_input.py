@@ -20,27 +20,31 @@ import numpy as np
 import pytest
 
 from tests.faults import FullDisk, read_only, snapshot
+from vae_cli.cli.eval import main as eval_main
+from vae_cli.cli.plot import main as plot_main
+from vae_cli.cli.sample import main as sample_main
 from vae_cli.cli.train import main as train_main
 
-COMMANDS = {"vae-train": train_main}
+COMMANDS = {"vae-train": train_main, "vae-plot": plot_main, "vae-sample": sample_main, "vae-eval": eval_main}
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @dataclass
 class Ctx:
-    """What a case may use: its own empty folder, and a copy of the shared trained run."""
+    """What a case may use: its own empty folder, and copies of the shared trained runs."""
 
     tmp: Path
-    trained: Callable[[], Path]
+    fixture: Callable[[str], Path]  # request.getfixturevalue
     monkeypatch: pytest.MonkeyPatch
 
     @property
     def out(self) -> str:
         return str(self.tmp / "runs")
 
-    def run_copy(self) -> Path:
+    def run_copy(self, conditional: bool = False) -> Path:
+        """A copy of the unconditional Gaussian 12x12 run, or of the conditional 28x28 MNIST run."""
         run = self.tmp / "run"
-        shutil.copytree(self.trained(), run)
+        shutil.copytree(self.fixture("cond_run" if conditional else "trained_run"), run)
         return run
 
     def write(self, name: str, data: bytes | str) -> Path:
@@ -286,7 +290,12 @@ def exit_code(main, argv) -> int:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, capsys, monkeypatch, request):
-    ctx = Ctx(tmp_path, lambda: request.getfixturevalue("trained_run"), monkeypatch)
+    check_case(case, tmp_path, capsys, monkeypatch, request)
+
+
+def check_case(case: Case, tmp_path: Path, capsys, monkeypatch, request) -> None:
+    """Run one row of the table and check its contract (shared with test_hostile_run_commands)."""
+    ctx = Ctx(tmp_path, request.getfixturevalue, monkeypatch)
     monkeypatch.chdir(tmp_path)  # a payload that ran would leave PWNED here
     argv = case.make(ctx)
     before = snapshot(tmp_path)
@@ -312,10 +321,13 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, capsys, monke
 
 
 def test_readme_table_lists_every_case():
-    """The README's bad-input table and this file describe the same rows."""
+    """The README's bad-input table and the two hostile-input test files describe the same rows."""
+    from tests.test_hostile_run_commands import RUN_CASES
+
     table = README.read_text().split("### Bad input")[1].split("\n### ")[0]
-    ids = set(re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE))
-    assert ids == {c.id for c in CASES}
+    ids = re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {c.id for c in CASES + RUN_CASES}
 
 
 # ---------------------------------------------------------------------------- the run loader

@@ -55,7 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if replacing:
             _fsync(path.parent, directory=True)
     except OSError as e:
-        if e.filename == str(tmp):  # name the file the user knows, not the temporary one
+        if e.filename in (None, str(tmp)):  # name the file the user knows (a failed write names none)
             e.filename = str(path)
         raise
     finally:

@@ -11,9 +11,11 @@ The folder must be new or empty, so writing never changes a file that already ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -41,28 +43,51 @@ def new_output_folder(root: Path) -> Path:
     return make_unique_dir(root, time.strftime("%Y%m%d-%H%M%S"))
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, array, allow_pickle=False)
+class _NpyWriter:
+    """An .npy file written one batch at a time: header for the final shape first, then raw rows,
+    so an array of any length passes through memory one batch at a time."""
+
+    def __init__(self, stack: contextlib.ExitStack, path: Path, total: int, row_shape: tuple[int, ...]):
+        tmp = stack.enter_context(atomic_path(path))
+        self.file = stack.enter_context(open(tmp, "wb"))  # closed before atomic_path renames it
+        np.lib.format.write_array_header_1_0(
+            self.file, {"descr": "<f4", "fortran_order": False, "shape": (total, *row_shape)})
+
+    def write(self, rows: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
 
 
-def write_samples(folder: Path, samples: Samples, *, title: str, ncols: int | None = None) -> list[Path]:
-    """Write every file of the layout above into `folder` (created if needed); returns them."""
+def write_samples(folder: Path, batches: Iterable[Samples], total: int, *, title: str,
+                  ncols: int | None = None, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Write every file of the layout above into `folder` (created if needed) from batches
+    holding `total` images in all; returns the .npy files. Memory holds one batch plus the grid.
+
+    The PNGs appear as they are made; the .npy files are renamed into place only once complete,
+    so an interrupted run leaves no .npy at all rather than a short one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    images = np.clip(samples.images, 0.0, 1.0).astype(np.float32)
-    width = max(4, len(str(len(images))))
-    written = []
-    for i, image in enumerate(images, start=1):
-        path = folder / f"sample-{i:0{width}d}.png"
-        plots.save_image(image, path)
-        written.append(path)
-    shown = images[:GRID_MAX]
-    if len(images) > GRID_MAX:
-        title = f"{title} (first {GRID_MAX:,} of {len(images):,})"
-    plots.save_image_grid(shown, folder / "grid.png", ncols=ncols, title=title)
-    arrays = {"samples.npy": images, "z.npy": samples.z.astype(np.float32)}
-    if samples.labels is not None:
-        arrays["labels.npy"] = samples.labels.astype(np.float32)
-    for name, array in arrays.items():
-        _save_npy(folder / name, array)
-    return [*written, folder / "grid.png", *(folder / name for name in arrays)]
+    width = max(4, len(str(total)))
+    shown: list[np.ndarray] = []
+    done = 0
+    with contextlib.ExitStack() as stack:
+        arrays: dict[str, _NpyWriter] = {}
+        for batch in batches:
+            images = np.clip(batch.images, 0.0, 1.0).astype(np.float32)
+            parts = {"samples.npy": images, "z.npy": batch.z, "labels.npy": batch.labels}
+            if not arrays:
+                arrays = {name: _NpyWriter(stack, folder / name, total, part.shape[1:])
+                          for name, part in parts.items() if part is not None}
+            for name, writer in arrays.items():
+                writer.write(parts[name])
+            for i, image in enumerate(images, start=done + 1):
+                plots.save_image(image, folder / f"sample-{i:0{width}d}.png")
+            shown.extend(images[:max(0, GRID_MAX - done)])
+            done += len(images)
+            if progress:
+                progress(done, total)
+        if done != total or not arrays:
+            raise ValueError(f"write_samples was promised {total} images and got {done}")
+    if total > GRID_MAX:
+        title = f"{title} (first {GRID_MAX:,} of {total:,})"
+    plots.save_image_grid(np.stack(shown), folder / "grid.png", ncols=ncols, title=title)
+    return [folder / name for name in arrays]

@@ -68,13 +68,16 @@ def check_output_root(out: str) -> Path:
     return root
 
 
-def check_can_create(folder: Path) -> None:
+def check_can_create(folder: Path, flag: str = "--out") -> None:
     """Refuse, before any work, a folder that is a file or that could not be created or written."""
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} exists and is not a folder; pick a folder with --out")
+        raise UsageError(f"{flag}: {folder} exists and is not a folder; pick a folder with {flag}")
     existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write under {existing} (not writable); pick a writable folder with --out")
+    if not existing.is_dir():
+        raise UsageError(f"{flag}: {existing} is a file, so no folder can be made under it; pick another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: cannot write under {existing} (not writable); pick a writable folder "
+                         f"with {flag}")
 
 
 def plot_folder(run_path: Path, out: str | None = None) -> Path:
@@ -186,6 +189,8 @@ def _read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | No
     cfg_path = path / CONFIG_FILE
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory; give a run directory made by vae-train")
+    if cfg_path.is_dir():
+        raise UsageError(f"{cfg_path} is a folder, not a file; this run directory is damaged (re-run vae-train)")
     if not cfg_path.is_file():
         raise UsageError(f"{path} is not a vae-cli run: {CONFIG_FILE} is missing")
     check_contained(path)  # only once it looks like a run: never walk a whole disk

@@ -9,7 +9,7 @@ exactly when the models are conditional.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -48,11 +48,6 @@ def prior_z(n: int, latent_dim: int, *, seed: int, temperature: float = 1.0) -> 
     return (temperature * rng.standard_normal((n, latent_dim))).astype(np.float32)
 
 
-def class_labels(n: int, num_classes: int, label: int | None = None) -> np.ndarray:
-    """n integer labels: all `label`, or 0, 1, ..., K-1, 0, 1, ... so a grid shows every class."""
-    return np.full(n, label, np.int64) if label is not None else np.arange(n, dtype=np.int64) % num_classes
-
-
 def class_grid(num_classes: int, per_class: int, latent_dim: int, *, seed: int):
     """Inputs for a rows-are-classes grid: the same per_class z in every row.
 
@@ -80,16 +75,40 @@ class Samples(NamedTuple):
     labels: np.ndarray | None  # (N, K) one-hot decoder conditioning, None for a plain VAE
 
 
-def generate(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int = 0, temperature: float = 1.0,
-             num_classes: int | None = None, label: int | None = None) -> Samples:
-    """Decode the given points z, or n draws from N(0, temperature^2 I).
+def generate_batches(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int = 0, temperature: float = 1.0,
+                     num_classes: int | None = None, label: int | None = None, binary: bool = False,
+                     batch_size: int = DECODE_BATCH) -> Iterator[Samples]:
+    """Decode the given points z, or n draws from N(0, temperature^2 I), batch_size at a time, so
+    memory stays at one batch whatever n is. The batches concatenate to exactly what one call
+    would give for the seed (numpy's generators yield the same stream in pieces).
 
     A conditional decoder (num_classes set) gets `label` for every image, or labels cycling
-    through the classes so any grid of them shows each class.
+    through the classes so any grid of them shows each class. binary: each pixel drawn from
+    Bernoulli(x_hat) (see `binarize`).
     """
-    z = prior_z(n, latent_dim, seed=seed, temperature=temperature) if z is None else np.asarray(z, np.float32)
-    labels = None if num_classes is None else one_hot(class_labels(len(z), num_classes, label), num_classes)
-    return Samples(decode(decoder, z, labels), z, labels)
+    z_rng, pixel_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])  # separate streams
+    total = n if z is None else len(z)
+    for start in range(0, total, batch_size):
+        count = min(batch_size, total - start)
+        z_batch = (temperature * z_rng.standard_normal((count, latent_dim))).astype(np.float32) if z is None \
+            else np.asarray(z[start:start + count], np.float32)
+        labels = None
+        if num_classes is not None:
+            classes = np.full(count, label) if label is not None else np.arange(start, start + count) % num_classes
+            labels = one_hot(classes, num_classes)
+        images = decode(decoder, z_batch, labels)
+        if binary:
+            images = (pixel_rng.random(images.shape) < images).astype(np.float32)
+        yield Samples(images, z_batch, labels)
+
+
+def generate(decoder, latent_dim: int, **kwargs) -> Samples:
+    """All of `generate_batches` at once (for counts that fit in memory)."""
+    parts = list(generate_batches(decoder, latent_dim, **kwargs))
+    if not parts:
+        raise ValueError("generate needs n > 0 or at least one point z")
+    labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
+    return Samples(np.concatenate([p.images for p in parts]), np.concatenate([p.z for p in parts]), labels)
 
 
 def interpolate_images(encoder, decoder, x_pair: np.ndarray, steps: int, labels=None,

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import Parser, int_in, quiet_tensorflow, run_main
+from .common import Parser, ProgressLine, int_in, quiet_tensorflow, run_main
 
 EXAMPLES = """\
 examples:
@@ -44,12 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(parser.prog, lambda: eval_command(args))
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        print(f"\revaluating: {done:,}/{total:,} images", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
-
-
 def eval_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
     from ..errors import UsageError
@@ -62,7 +56,7 @@ def eval_command(args: argparse.Namespace) -> int:
     report_path = Path(args.json).expanduser() if args.json else run_path / EVAL_FILE
     if report_path.is_dir():
         raise UsageError(f"--json: {report_path} is a folder; give a file path like {report_path / EVAL_FILE}")
-    check_can_create(report_path.parent)
+    check_can_create(report_path.parent, "--json")
 
     quiet_tensorflow()
     from ..data import one_hot
@@ -74,7 +68,7 @@ def eval_command(args: argparse.Namespace) -> int:
     labels = one_hot(held.y, run.num_classes) if run.conditional else None
     result = evaluate(run.encoder, run.decoder, held.x, likelihood=config.likelihood,
                       iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed,
-                      labels=labels, progress=_progress)
+                      labels=labels, progress=ProgressLine("vae-eval"))
     data = {"spec": args.dataset or config.dataset, "source": held.source, "split": held.split,
             "n_examples": len(held.x)}
     rep = report(result, run=str(run_path), data=data, likelihood=config.likelihood, seed=args.seed,

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from .common import Parser, float_in, int_in, quiet_tensorflow, run_main
+from .common import Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main
 
 MAX_SAMPLES = 100_000
 
@@ -140,27 +140,29 @@ def sample_command(args: argparse.Namespace) -> int:
 
     quiet_tensorflow()
     from ..run import load_run
-    from ..sampling import binarize, generate
+    from ..sampling import binarize, generate_batches
 
     run = load_run(run_path)
     classes = num_classes if config.conditional else None
     if args.interpolate is not None:
-        samples = _walk(run, args)
+        walk = _walk(run, args)
+        if args.binarize:
+            walk = walk._replace(images=binarize(walk.images, seed=args.seed))
+        batches, total = [walk], len(walk.z)
         title = f"Latent interpolation, held-out image {args.interpolate[0]} to {args.interpolate[1]}"
     else:
-        samples = generate(run.decoder, config.latent_dim, n=args.n or 64, z=args.z, seed=args.seed,
-                           temperature=1.0 if args.temperature is None else args.temperature,
-                           num_classes=classes, label=args.label)
+        total = len(args.z) if args.z else args.n or 64
+        batches = generate_batches(run.decoder, config.latent_dim, n=total, z=args.z, seed=args.seed,
+                                   temperature=1.0 if args.temperature is None else args.temperature,
+                                   num_classes=classes, label=args.label, binary=args.binarize)
         title = "Decoded latent points" if args.z else f"Samples, seed {args.seed}"
-    if args.binarize:
-        samples = samples._replace(images=binarize(samples.images, seed=args.seed))
     folder = out or new_output_folder(run_path / GENERATED_DIR)
-    ncols = len(samples.z) if args.interpolate else (classes if args.label is None and classes else None)
-    written = write_samples(folder, samples, title=title, ncols=ncols)
-    print(f"wrote {len(samples.z):,} images to {folder}/ (sample-*.png, grid.png, "
-          f"{', '.join(p.name for p in written if p.suffix == '.npy')})")
+    ncols = total if args.interpolate else (classes if args.label is None and classes else None)
+    arrays = write_samples(folder, batches, total, title=title, ncols=ncols,
+                           progress=ProgressLine("vae-sample"))
+    print(f"wrote {total:,} images to {folder}/ (sample-*.png, grid.png, "
+          f"{', '.join(p.name for p in arrays)})")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
