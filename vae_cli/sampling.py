@@ -77,7 +77,7 @@ class Samples(NamedTuple):
 
 def generate_batches(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int = 0, temperature: float = 1.0,
                      num_classes: int | None = None, label: int | None = None, binary: bool = False,
-                     batch_size: int = DECODE_BATCH) -> Iterator[Samples]:
+                     batch_size: int | None = None) -> Iterator[Samples]:
     """Decode the given points z, or n draws from N(0, temperature^2 I), batch_size at a time, so
     memory stays at one batch whatever n is. The batches concatenate to exactly what one call
     would give for the seed (numpy's generators yield the same stream in pieces).
@@ -86,6 +86,7 @@ def generate_batches(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int 
     through the classes so any grid of them shows each class. binary: each pixel drawn from
     Bernoulli(x_hat) (see `binarize`).
     """
+    batch_size = batch_size or DECODE_BATCH
     z_rng, pixel_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])  # separate streams
     total = n if z is None else len(z)
     for start in range(0, total, batch_size):
