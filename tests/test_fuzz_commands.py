@@ -16,12 +16,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vae_cli.evaluate
 import vae_cli.figures
 import vae_cli.run
-from vae_cli.cli import eval as eval_cli, plot as plot_cli, sample as sample_cli
+from vae_cli.cli import eval as eval_cli
+from vae_cli.cli import plot as plot_cli
+from vae_cli.cli import sample as sample_cli
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -8,19 +8,26 @@ Gaussian run (12x12 images, latent 2, unconditional) or of the conditional MNIST
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
-import vae_cli.evaluate  # noqa: F401  (imported now, so the disk-full simulation can patch them)
-import vae_cli.export  # noqa: F401
+import vae_cli.evaluate
+import vae_cli.export
 import vae_cli.figures  # noqa: F401
 from tests.faults import FullDisk, read_only
 from tests.test_hostile_input import (
-    Case, Ctx, check_case, conv_weights_in_place_of_mlp, edit_config, pickled_npz, symlink_out, truncate)
+    Case,
+    Ctx,
+    check_case,
+    conv_weights_in_place_of_mlp,
+    edit_config,
+    pickled_npz,
+    symlink_out,
+    truncate,
+)
 
 
 def on_run(*argv: str, edit: Callable[[Path], None] = lambda run: None, conditional: bool = False,
@@ -87,8 +94,8 @@ def not_a_run(command: str) -> Case:
 
 
 DISK_FULL = r"No space left on device \(\S+\): the disk is full; free some space"
-DIGITS = dict(x_test=np.zeros((5, 28, 28), np.uint8), y_test=np.array([0, 1, 2, 3, 20]),
-              x_train=np.zeros((5, 28, 28), np.uint8), y_train=np.arange(5))
+DIGITS = {"x_test": np.zeros((5, 28, 28), np.uint8), "y_test": np.array([0, 1, 2, 3, 20]),
+          "x_train": np.zeros((5, 28, 28), np.uint8), "y_train": np.arange(5)}
 
 RUN_CASES = [
     # vae-plot
@@ -197,4 +204,3 @@ def test_every_case_runs_its_own_command():
     assert {c.id.split("-")[0] for c in RUN_CASES} == {"plot", "sample", "eval"}
     assert all(c.command == "vae-" + c.id.split("-")[0] for c in RUN_CASES)
     assert len({c.id for c in RUN_CASES}) == len(RUN_CASES)
-    json.dumps([c.id for c in RUN_CASES])  # plain names, usable as README anchors

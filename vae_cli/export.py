@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class _NpyWriter:
 
     def __init__(self, stack: contextlib.ExitStack, path: Path, total: int, row_shape: tuple[int, ...]):
         tmp = stack.enter_context(atomic_path(path))
-        self.file = stack.enter_context(open(tmp, "wb"))  # closed before atomic_path renames it
+        self.file = stack.enter_context(open(tmp, "wb"))  # noqa: SIM115  (closed before the rename)
         np.lib.format.write_array_header_1_0(
             self.file, {"descr": "<f4", "fortran_order": False, "shape": (total, *row_shape)})
 
