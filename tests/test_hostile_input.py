@@ -333,8 +333,8 @@ def test_readme_table_lists_every_case():
 
 
 # ---------------------------------------------------------------------------- the run loader
-# vae-plot, vae-sample and vae-eval (issue 3) read runs through run.load_run; until they are on
-# main, its refusals are tested here directly.
+# vae-plot, vae-sample, vae-eval and --resume read runs through run.load_run; its refusals are
+# tested here directly too, including damage no command row covers (a pickle as weights).
 
 
 def conv_weights_in_place_of_mlp(run: Path) -> None:
@@ -383,7 +383,7 @@ LOADER_CASES = {
     "weights-truncated": (truncate("vae.weights.h5"), r"cannot read the weights \(.*\); the file is truncated"),
     "weights-of-another-architecture": (conv_weights_in_place_of_mlp,
                                         r"vae.weights.h5 does not match config.json: the file holds \d+ arrays"),
-    "weights-are-a-pickle": (pickle_as_weights, r"cannot read the weights"),
+    "weights-are-a-pickle": (pickle_as_weights, r"vae.weights.h5: not an HDF5 weights file"),
     "weights-are-a-folder": (weights_as_folder, r"vae.weights.h5 is a folder, not a weights file"),
     "weights-symlink-outside": (symlink_out("vae.weights.h5"), r"is a symlink to \S+, outside the run"),
     "config-from-the-future": (edit_config(lambda m: m.update(format_version=99)),
