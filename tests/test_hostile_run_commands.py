@@ -164,7 +164,7 @@ RUN_CASES = [
     # vae-eval
     not_a_run("vae-eval"),
     Case("eval-config-from-the-future", "vae-eval", on_run(edit=edit_config(lambda m: m.update(format_version=99))),
-         r"format_version 99 is newer than this vae-cli understands \(1\); upgrade vae-cli"),
+         r"format_version 99 is newer than this vae-cli understands \(\d+\); upgrade vae-cli"),
     Case("eval-config-invalid-json", "vae-eval", on_run(edit=write_config('{"format_version": 1,')),
          r"config.json: unreadable or corrupt JSON \(.*\); the run cannot be loaded"),
     Case("eval-config-is-a-list", "vae-eval", on_run(edit=write_config("[1, 2]")),
