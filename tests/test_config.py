@@ -58,7 +58,7 @@ def test_int_promotes_to_float_but_not_the_reverse(tmp_path):
     ('{"latent_dims": 2}', "unknown key.*'latent_dims'"),
     ('{"beta": NaN}', "NaN is not allowed"),
     ('{"epochs": "ten"}', "epochs: expected an integer, got 'ten'"),
-    ('{"arch": "resnet"}', "arch: expected one of mlp, conv"),
+    ('{"arch": "vgg"}', "arch: expected one of mlp, conv"),
     ('{"likelihood": "poisson"}', "likelihood: expected one of bernoulli, gaussian"),
     ('{"optimizer": "sgd"}', "optimizer: expected one of adam, rmsprop"),
     ('{"epochs": 1e400}', "epochs: expected an integer"),

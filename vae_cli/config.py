@@ -17,8 +17,9 @@ from typing import Any
 
 from .errors import UsageError
 
-ARCHS = ("mlp", "conv")
-LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHS = ("mlp", "conv", "strided")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "rmsprop")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CHANNELS = (0, 1, 3)  # 0: as stored
@@ -36,9 +37,13 @@ FUSED_DECODER_FORMAT = 2
 _MAX_INT = {
     "latent_dim": 4096,
     "hidden_dim": 65536,
+    "hidden_layers": 16,
     "epochs": 1_000_000,
     "batch_size": 1 << 20,
     "kl_warmup_epochs": 1_000_000,
+    "iw_train": 10_000,
+    "augment_shift": 64,
+    "patience": 1_000_000,
     "seed": 2**31 - 1,
     "steps_per_execution": 100_000,
 }
@@ -63,16 +68,28 @@ class Config:
     channels: int = field(default=0, metadata=_help(
         "1 (grayscale) or 3 (RGB); 0 keeps what is stored (a folder of only grayscale images gives 1, "
         "any other folder 3)"))
+    binarize: bool = field(default=False, metadata=_help(
+        "dynamic binarisation: each epoch every training pixel becomes 1 with probability equal "
+        "to its grey level (the literature's binarised MNIST); validation is binarised once, seeded"))
+    augment_shift: int = field(default=0, metadata=_help(
+        "train on copies shifted by up to this many pixels, a fresh random shift per image and "
+        "step (validation and evaluation see the images unshifted; 0: off)"))
 
     # model
-    arch: str = field(default="conv", metadata=_help("encoder/decoder family", choices=ARCHS))
+    arch: str = field(default="conv", metadata=_help(
+        "encoder/decoder family: mlp, conv (Conv3x3+MaxPool stages, UpSampling+Conv3x3 decoder), "
+        "strided (stride-2 Conv4x4 stages, stride-2 transposed-conv decoder)", choices=ARCHS))
     latent_dim: int = field(default=2, metadata=_help("size of z; 2 gives the classic scatter and manifold"))
-    hidden_dim: int = field(default=512, metadata=_help("width of the dense hidden layer"))
+    hidden_dim: int = field(default=512, metadata=_help("width of the dense hidden layers"))
+    hidden_layers: int = field(default=1, metadata=_help(
+        "dense hidden layers in the encoder (after the conv stages) and in the decoder"))
+    batch_norm: bool = field(default=False, metadata=_help(
+        "batch normalisation before the ReLU of each dense layer (Sonderby et al. 2016)"))
     conv_filters: tuple[int, ...] = field(default=(32, 32), metadata=_help(
-        "conv arch: filters per Conv3x3+MaxPool stage, comma separated (the decoder mirrors them)"))
+        "conv/strided arch: filters per stage, comma separated (the decoder mirrors them)"))
     likelihood: str = field(default="bernoulli", metadata=_help(
         "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed "
-        "(-log N(x; x_hat, 1/2))",
+        "(-log N(x; x_hat, 1/2)); gaussian-learned: the decoder also outputs each pixel's variance",
         choices=LIKELIHOODS))
     conditional: bool = field(default=False, metadata=_help(
         "conditional VAE: feed the one-hot class label to encoder and decoder, so samples can be "
@@ -83,11 +100,21 @@ class Config:
     recon_weight: float = field(default=1.0, metadata=_help("weight of the reconstruction term"))
     kl_warmup_epochs: int = field(default=0, metadata=_help(
         "raise the KL weight linearly from 0 to beta over this many epochs (0: off)"))
+    free_bits: float = field(default=0.0, metadata=_help(
+        "nats per latent unit: a unit's batch-averaged KL below this is not penalised, against "
+        "posterior collapse (0: off)"))
+    iw_train: int = field(default=1, metadata=_help(
+        "train on the importance-weighted bound (IWAE) with K samples per example (1: the ELBO)"))
 
     # optimisation
     epochs: int = field(default=10, metadata=_help("passes over the training data"))
     batch_size: int = field(default=128, metadata=_help("examples per gradient step"))
     learning_rate: float = field(default=1e-3, metadata=_help("optimizer step size"))
+    lr_schedule: str = field(default="constant", metadata=_help(
+        "constant, or cosine: decay the step size to 0 over the epochs", choices=LR_SCHEDULES))
+    patience: int = field(default=0, metadata=_help(
+        "stop when the validation -ELBO has not improved for this many epochs and keep the best "
+        "epoch's weights (0: train every epoch and keep the last)"))
     optimizer: str = field(default="adam", metadata=_help("optimizer", choices=OPTIMIZERS))
     seed: int = field(default=0, metadata=_help("seeds the data split, weights and sampling"))
     strategy: str = field(default="auto", metadata=_help(
@@ -111,6 +138,10 @@ class Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name), f.name)
+        if self.free_bits > 0 and self.iw_train > 1:
+            raise UsageError(
+                f"--free-bits {self.free_bits:g} applies to the ELBO's KL term, which --iw-train "
+                f"{self.iw_train} replaces; use one of them")
 
     @property
     def run_name(self) -> str:
@@ -157,7 +188,7 @@ def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
             if value not in CHANNELS:
                 raise UsageError(f"{label}: expected 1 (grayscale) or 3 (RGB), got {value}")
             return
-        low = 0 if name in ("kl_warmup_epochs", "seed", "steps_per_execution") else 1
+        low = 0 if name in ("kl_warmup_epochs", "seed", "steps_per_execution", "patience", "augment_shift") else 1
         high = _MAX_INT[name]
         if not low <= value <= high:
             raise UsageError(f"{label}: expected an integer from {low} to {high}, got {value}")
@@ -196,6 +227,8 @@ def _check_float_range(name: str, value: float, label: str) -> None:
         raise UsageError(f"{label}: expected a number > 0 and <= 10, got {value}")
     if name == "beta" and not 0.0 <= value <= 1e6:
         raise UsageError(f"{label}: expected a number >= 0 (and <= 1e6), got {value}")
+    if name == "free_bits" and not 0.0 <= value <= 1000.0:
+        raise UsageError(f"{label}: expected a number from 0 to 1000 (nats per latent unit), got {value}")
     if name == "recon_weight" and not 0.0 < value <= 1e6:
         raise UsageError(f"{label}: expected a number > 0 (and <= 1e6), got {value}")
 

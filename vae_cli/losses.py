@@ -21,13 +21,17 @@ def _flatten(x):
 
 
 def reconstruction_nll(x, x_hat, likelihood: str):
-    """-log p(x | z) summed over pixels: (batch, H, W, C) twice -> (batch,).
+    """-log p(x | z) summed over pixels: x (batch, H, W, C) and the decoder's output -> (batch,).
 
     bernoulli: binary cross-entropy (x may be grey levels in [0, 1], as in the tutorials).
     gaussian: the sum of squared errors plus D/2 * log(pi), which is exactly -log N(x; x_hat,
     sigma^2 = 1/2): the gradient is that of the plain squared error, and the reported loss is
     still a true negative log-likelihood in nats, comparable with -log p(x) estimates.
+    gaussian-learned: x_hat is the decoder's pair (mean, log_var), one variance per pixel.
     """
+    if likelihood == "gaussian-learned":
+        mean, log_var = x_hat
+        return -log_normal_diag(_flatten(x), _flatten(mean), _flatten(log_var))
     pixel_shape = tuple(x.shape[1:])
     x, x_hat = _flatten(x), _flatten(x_hat)
     if likelihood == "bernoulli":
@@ -52,3 +56,23 @@ def log_normal_diag(z, mean, log_var):
 def log_standard_normal(z):
     """log N(z; 0, I) summed over the last axis."""
     return -0.5 * ops.sum(math.log(2.0 * math.pi) + ops.square(z), axis=-1)
+
+
+def free_bits_kl(z_mean, z_log_var, free_bits: float):
+    """The KL term of the training loss with free bits (Kingma et al. 2016): scalar.
+
+    Each latent unit's KL is averaged over the batch first and then floored at `free_bits`
+    nats, so a unit is not pushed further towards the prior once it carries less than that;
+    0 gives the plain batch mean of the summed KL.
+    """
+    per_unit = -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))  # (batch, d)
+    per_unit = ops.mean(per_unit, axis=0)  # (d,)
+    if free_bits > 0:
+        per_unit = ops.maximum(per_unit, free_bits)
+    return ops.sum(per_unit)
+
+
+def logmeanexp(a, axis: int):
+    """log(mean(exp(a))) along axis, stable for large |a|."""
+    m = ops.stop_gradient(ops.max(a, axis=axis, keepdims=True))
+    return ops.squeeze(m, axis) + ops.log(ops.mean(ops.exp(a - m), axis=axis))

@@ -1,9 +1,9 @@
 """Encoder, decoder and the VAE that joins them, built functionally from a Config.
 
-Shapes are derived from the data, never hard-coded: any H x W x C works for both archs. The
-conv encoder halves H and W per stage (max-pooling with "same" padding rounds up), the decoder
-doubles them back and crops the excess, so a 30x30 input (30 -> 15 -> 8 -> 16 -> 32 -> 30)
-is reproduced exactly.
+Shapes are derived from the data, never hard-coded: any H x W x C works for every arch. Each
+conv stage halves H and W (max-pooling, or a stride-2 convolution in the strided arch; "same"
+padding rounds up), the decoder doubles them back and crops the excess, so a 30x30 input
+(30 -> 15 -> 8 -> 16 -> 32 -> 30) is reproduced exactly.
 
 A conditional VAE (`config.conditional`) also takes the one-hot class label, (batch, K), named
 "label": the encoder joins it to the flattened image features, the decoder to z. Only Concatenate
@@ -20,13 +20,17 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import NarrowConv2D, ReconstructionLoss, Sampling, UpsampleConv2D
+from .layers import IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows, UpsampleConv2D
+
+# gaussian-learned: a pixel's standard deviation never goes below one grey level of 8-bit data;
+# without a floor the density of the many exactly-0 background pixels grows without bound.
+PIXEL_LOG_VAR_MIN = 2.0 * math.log(1.0 / 255.0)
 
 
 class VAEModels(NamedTuple):
     encoder: keras.Model  # x (or [x, label]) -> [z_mean, z_log_var, z]
-    decoder: keras.Model  # z (or [z, label]) -> x_hat
-    vae: keras.Model  # x (or [x, label]) -> x_hat, with the KL and reconstruction terms added as losses
+    decoder: keras.Model  # z (or [z, label]) -> x_hat ([x_mean, x_log_var] for gaussian-learned)
+    vae: keras.Model  # x (or [x, label]) -> x_hat, with the KL and reconstruction terms as losses
 
 
 def _conv_grid(input_shape, n_stages: int) -> tuple[int, int]:
@@ -51,26 +55,89 @@ def _join_label(h, label):
     return h if label is None else layers.Concatenate(name="with_label")([h, label])
 
 
+def _dense_relu(config: Config, h, units: int, name: str):
+    """Dense + ReLU, with batch normalisation before the ReLU when config.batch_norm."""
+    if not config.batch_norm:
+        return layers.Dense(units, activation="relu", name=name)(h)
+    h = layers.Dense(units, use_bias=False, name=name)(h)  # the normalisation's shift is the bias
+    h = layers.BatchNormalization(name=f"{name}_bn")(h)
+    return layers.ReLU(name=f"{name}_relu")(h)
+
+
+def _hidden_layers(config: Config, h):
+    """config.hidden_layers x Dense(hidden_dim): (batch, n) -> (batch, hidden_dim)."""
+    for i in range(1, config.hidden_layers + 1):
+        h = _dense_relu(config, h, config.hidden_dim, "hidden" if i == 1 else f"hidden{i}")
+    return h
+
+
+def _encoder_stages(config: Config, h):
+    """(batch, H, W, C) -> (batch, ceil(H / 2^n), ceil(W / 2^n), filters[-1])."""
+    for i, filters in enumerate(config.conv_filters, start=1):
+        if config.arch == "conv":
+            h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(h)
+            h = layers.MaxPooling2D(2, padding="same", name=f"pool{i}")(h)
+        else:  # strided: the convolution learns its own downsampling
+            h = layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}")(h)
+    return h
+
+
+def _decoder_stages(config: Config, h, fused: bool):
+    """(batch, gh, gw, filters[-1]) -> (batch, gh * 2^n, gw * 2^n, filters[0])."""
+    for i, f in enumerate(config.conv_filters[::-1], start=1):
+        if config.arch == "conv" and fused:  # UpSampling2D(2) then Conv2D(f, 3, "same") as one cheaper op
+            h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
+        elif config.arch == "conv":
+            h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
+            h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
+        else:
+            h = layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu", name=f"up{i}")(h)
+    return h
+
+
 def build_encoder(config: Config, input_shape, num_classes: int | None = None) -> keras.Model:
     """(batch, H, W, C) [+ label (batch, K)] -> z_mean, z_log_var, z, each (batch, latent_dim)."""
     x_in = keras.Input(shape=input_shape, name="x")
     label = _label_input(num_classes)
-    h = x_in
-    if config.arch == "conv":
-        for i, filters in enumerate(config.conv_filters, start=1):
-            h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(h)
-            h = layers.MaxPooling2D(2, padding="same", name=f"pool{i}")(h)
-    h = _join_label(layers.Flatten(name="flatten")(h), label)
-    h = layers.Dense(config.hidden_dim, activation="relu", name="hidden")(h)
+    h = x_in if config.arch == "mlp" else _encoder_stages(config, x_in)
+    h = _hidden_layers(config, _join_label(layers.Flatten(name="flatten")(h), label))
     z_mean = layers.Dense(config.latent_dim, name="z_mean")(h)
     z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(h)
-    z = Sampling(seed=config.seed, name="z")([z_mean, z_log_var])
+    z = Sampling(seed=config.seed, free_bits=config.free_bits, kl_loss=config.iw_train == 1,
+                 name="z")([z_mean, z_log_var])
     return keras.Model(_inputs(x_in, label), [z_mean, z_log_var, z], name="encoder")
+
+
+def _pixel_head(config: Config, h, input_shape, activation: str, names: tuple[str, str], fused: bool):
+    """Per-pixel output (batch, H, W, C) from the last hidden features; names: (mlp dense, output)."""
+    if config.arch == "mlp":
+        h = layers.Dense(math.prod(input_shape), activation=activation, name=names[0])(h)
+        return layers.Reshape(tuple(input_shape), name=names[1])(h)
+    output_conv = NarrowConv2D if fused else functools.partial(layers.Conv2D, kernel_size=3, padding="same")
+    return output_conv(input_shape[-1], activation=activation, name=names[1])(h)  # Conv2D(C, 3, "same")
+
+
+def _log_var_head(config: Config, h, input_shape):
+    """gaussian-learned: each pixel's log-variance, (batch, H, W, C), above PIXEL_LOG_VAR_MIN."""
+    # softplus + offset keeps the log-variance above the floor with a gradient everywhere; the
+    # bias starts the variance near 1
+    start = keras.initializers.Constant(-PIXEL_LOG_VAR_MIN)
+    if config.arch == "mlp":
+        raw = layers.Dense(math.prod(input_shape), activation="softplus", bias_initializer=start,
+                           name="log_var_pixels")(h)
+        raw = layers.Reshape(tuple(input_shape), name="log_var_raw")(raw)
+    else:
+        raw = layers.Conv2D(input_shape[-1], 3, padding="same", activation="softplus", bias_initializer=start,
+                            name="log_var_raw")(h)
+    return layers.Rescaling(1.0, offset=PIXEL_LOG_VAR_MIN, name="x_log_var")(raw)
 
 
 def build_decoder(config: Config, input_shape, num_classes: int | None = None, *,
                   fused: bool = True) -> keras.Model:
     """(batch, latent_dim) [+ label (batch, K)] -> x_hat (batch, H, W, C) with values in (0, 1).
+
+    With likelihood "gaussian-learned" the decoder has a second output, x_log_var (batch, H, W,
+    C), the log-variance of each pixel, bounded below by PIXEL_LOG_VAR_MIN and starting near 0.
 
     fused=False builds the conv decoder from the stock layers that run format 1 stored
     (UpSampling2D + Conv2D, a plain output Conv2D): the same math and weight shapes, but the
@@ -79,30 +146,21 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None, *
     height, width, channels = input_shape
     z_in = keras.Input(shape=(config.latent_dim,), name="z")
     label = _label_input(num_classes)
-    inputs = _inputs(z_in, label)
-    h = layers.Dense(config.hidden_dim, activation="relu", name="hidden")(_join_label(z_in, label))
-    if config.arch == "mlp":
-        h = layers.Dense(height * width * channels, activation="sigmoid", name="pixels")(h)
-        x_hat = layers.Reshape(tuple(input_shape), name="x_hat")(h)
-        return keras.Model(inputs, x_hat, name="decoder")
-
-    filters = config.conv_filters[::-1]
-    gh, gw = _conv_grid(input_shape, len(filters))
-    h = layers.Dense(gh * gw * filters[0], activation="relu", name="grid")(h)
-    h = layers.Reshape((gh, gw, filters[0]), name="reshape")(h)  # (batch, gh, gw, f)
-    for i, f in enumerate(filters, start=1):
-        if fused:  # UpSampling2D(2) then Conv2D(f, 3, "same") as one cheaper op
-            h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
-        else:
-            h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
-            h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
-    extra_h, extra_w = gh * 2 ** len(filters) - height, gw * 2 ** len(filters) - width
-    if extra_h or extra_w:
-        crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
-        h = layers.Cropping2D(crop, name="crop")(h)  # back to (batch, H, W, f)
-    output_conv = NarrowConv2D if fused else functools.partial(layers.Conv2D, kernel_size=3, padding="same")
-    x_hat = output_conv(channels, activation="sigmoid", name="x_hat")(h)  # Conv2D(channels, 3, "same")
-    return keras.Model(inputs, x_hat, name="decoder")
+    h = _hidden_layers(config, _join_label(z_in, label))
+    if config.arch != "mlp":
+        filters = config.conv_filters[-1]
+        gh, gw = _conv_grid(input_shape, len(config.conv_filters))
+        h = _dense_relu(config, h, gh * gw * filters, "grid")
+        h = layers.Reshape((gh, gw, filters), name="reshape")(h)  # (batch, gh, gw, f)
+        h = _decoder_stages(config, h, fused)
+        extra_h, extra_w = h.shape[1] - height, h.shape[2] - width
+        if extra_h or extra_w:
+            crop = ((extra_h // 2, extra_h - extra_h // 2), (extra_w // 2, extra_w - extra_w // 2))
+            h = layers.Cropping2D(crop, name="crop")(h)  # back to (batch, H, W, f)
+    x_hat = _pixel_head(config, h, input_shape, "sigmoid", ("pixels", "x_hat"), fused)
+    if config.likelihood != "gaussian-learned":
+        return keras.Model(_inputs(z_in, label), x_hat, name="decoder")
+    return keras.Model(_inputs(z_in, label), [x_hat, _log_var_head(config, h, input_shape)], name="decoder")
 
 
 def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
@@ -110,6 +168,12 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     """The three models share weights: training `vae` trains `encoder` and `decoder`.
 
     num_classes is required by, and only used for, a conditional config; fused: see build_decoder.
+
+    With iw_train = K > 1 the loss is the importance-weighted bound over K draws per example
+    (IWSampling -> decoder -> IWAELoss) instead of the ELBO's two terms; a conditional model's
+    label is tiled the same way (TileRows) so each draw is decoded with its example's label.
+    augment_shift puts a RandomTranslation (integer shifts: nearest-pixel interpolation) in front
+    of the encoder.
     """
     if config.conditional and not num_classes:
         raise ValueError("a conditional VAE needs num_classes (the labels' range). Received: "
@@ -120,9 +184,21 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     decoder = build_decoder(config, input_shape, num_classes, fused=fused)
     x_in = keras.Input(shape=input_shape, name="x")
     label = _label_input(num_classes)
-    _, _, z = encoder(_inputs(x_in, label))
-    x_hat = decoder(_inputs(z, label))
-    x_hat = ReconstructionLoss(config.likelihood, config.recon_weight, name="reconstruction")(
-        [x_in, x_hat])
+    x = x_in
+    if config.augment_shift:  # active in training steps only; the shifted image is also the target
+        fraction = min(1.0, config.augment_shift / input_shape[0]), min(1.0, config.augment_shift / input_shape[1])
+        x = layers.RandomTranslation(*fraction, fill_mode="constant", interpolation="nearest",
+                                     seed=config.seed, name="shift")(x_in)
+    z_mean, z_log_var, z = encoder(_inputs(x, label))
+    if config.iw_train > 1:
+        z = IWSampling(config.iw_train, seed=config.seed + 1, name="iw_z")([z_mean, z_log_var])
+        label_k = None if label is None else TileRows(config.iw_train, name="iw_label")(label)
+        decoded = keras.tree.flatten(decoder(_inputs(z, label_k)))  # (K * batch, H, W, C) [, log-var]
+        x_hat = IWAELoss(config.iw_train, config.likelihood, config.recon_weight, name="iwae")(
+            [x, z_mean, z_log_var, z, *decoded])
+    else:
+        decoded = keras.tree.flatten(decoder(_inputs(z, label)))
+        x_hat = ReconstructionLoss(config.likelihood, config.recon_weight, name="reconstruction")(
+            [x, *decoded])
     vae = keras.Model(_inputs(x_in, label), x_hat, name="vae")
     return VAEModels(encoder, decoder, vae)
