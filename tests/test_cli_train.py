@@ -89,7 +89,7 @@ def exit_code(argv):
     (["--latent-dim", "0"], "--latent-dim: expected an integer from 1"),
     (["--batch-size", "0"], "--batch-size: expected an integer from 1"),
     (["--beta", "-1"], "--beta: expected a number >= 0"),
-    (["--arch", "resnet"], "argument --arch: invalid choice"),
+    (["--arch", "vgg"], "argument --arch: invalid choice"),
     (["--likelihood", "poisson"], "argument --likelihood: invalid choice"),
     (["--optimizer", "sgd"], "argument --optimizer: invalid choice"),
     (["--dataset", "imagenet"], "unknown dataset"),

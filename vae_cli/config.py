@@ -69,7 +69,7 @@ class Config:
         "1 (grayscale) or 3 (RGB); 0 keeps what is stored (a folder of only grayscale images gives 1, "
         "any other folder 3)"))
     binarize: bool = field(default=False, metadata=_help(
-        "dynamic binarisation: each epoch every training pixel becomes 1 with probability equal "
+        "dynamic binarisation: in every training step each pixel becomes 1 with probability equal "
         "to its grey level (the literature's binarised MNIST); validation is binarised once, seeded"))
     augment_shift: int = field(default=0, metadata=_help(
         "train on copies shifted by up to this many pixels, a fresh random shift per image and "

@@ -249,6 +249,48 @@ class ConditionalBatches:
         return getattr(self.data, name)
 
 
+def load_test_images(spec: str, *, warn=_stderr_warn) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Every held-out image of a source, for benchmarks: its test split, or all of its images
+    when it has only one split (an idx: folder holding only the t10k-* files).
+
+    Returns (x float32 (N, H, W, C) in [0, 1], y or None, description of the source).
+    """
+    raw = _load_raw(spec, warn)
+    x, y = (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x_train, raw.y_train)
+    return _to_unit(x, spec, "test"), y, raw.source
+
+
+def binarize(x: np.ndarray, *, seed: int) -> np.ndarray:
+    """One fixed stochastic binarisation: each pixel is 1 with probability equal to its grey level."""
+    return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+class BinarizedValidation:
+    """Any dataset (in memory or folder) with its validation images binarised once, seeded: the
+    validation counterpart of --binarize, whose training images are redrawn every step by the
+    model's Binarize layer. Everything else is the wrapped dataset's."""
+
+    def __init__(self, data, seed: int):
+        self._data, self._seed = data, seed
+        self.x_val = binarize(data.x_val, seed=seed)
+
+    def __getattr__(self, name):
+        return getattr(self._data, name)
+
+    def val_batches(self, batch_size: int, **kwargs):
+        """The same batches, each binarised with a key fixed by its index: equal in every epoch."""
+        import tensorflow as tf
+
+        def draw(index, batch):
+            images = batch[0] if isinstance(batch, tuple) else batch
+            noise = tf.random.stateless_uniform(tf.shape(images), seed=tf.stack([tf.constant(self._seed, tf.int64),
+                                                                                 index]), dtype=images.dtype)
+            images = tf.cast(noise < images, images.dtype)
+            return (images, *batch[1:]) if isinstance(batch, tuple) else images
+
+        return self._data.val_batches(batch_size, **kwargs).enumerate().map(draw)
+
+
 def make_tf_dataset(x, *, batch_size: int, shuffle: bool, seed: int, y=None, shard=None,
                     repeat: bool = False):
     """tf.data pipeline for model.fit; a full-size seeded buffer gives a true, repeatable shuffle."""

@@ -26,6 +26,37 @@ def _check_likelihood(likelihood):
 
 
 @keras.saving.register_keras_serializable(package="vae_cli")
+class Binarize(layers.Layer):
+    """Dynamic binarisation: in training steps each pixel becomes 1 with probability equal to
+    its grey level, a fresh draw every step; outside training the images pass unchanged.
+
+    Args:
+        seed: seed of the layer's `SeedGenerator`.
+
+    Call arguments:
+        inputs: images `(batch, H, W, C)` with values in [0, 1].
+        training: whether this is a training step.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        noise = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator, dtype=inputs.dtype)
+        return ops.cast(noise < inputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
 class Sampling(layers.Layer):
     """Draws z = mean + exp(log_var / 2) * eps and adds beta * KL(q(z|x) || N(0, I)) to the loss.
 

@@ -20,7 +20,8 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows, UpsampleConv2D
+from .layers import (Binarize, IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows,
+                     UpsampleConv2D)
 
 # gaussian-learned: a pixel's standard deviation never goes below one grey level of 8-bit data;
 # without a floor the density of the many exactly-0 background pixels grows without bound.
@@ -185,6 +186,8 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     x_in = keras.Input(shape=input_shape, name="x")
     label = _label_input(num_classes)
     x = x_in
+    if config.binarize:  # training steps only; validation data is binarised once (data.BinarizedValidation)
+        x = Binarize(seed=config.seed + 2, name="binarize")(x)
     if config.augment_shift:  # active in training steps only; the shifted image is also the target
         fraction = min(1.0, config.augment_shift / input_shape[0]), min(1.0, config.augment_shift / input_shape[1])
         x = layers.RandomTranslation(*fraction, fill_mode="constant", interpolation="nearest",

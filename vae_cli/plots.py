@@ -323,13 +323,16 @@ def plot_architecture(model, path) -> str | None:
         have_pydot = False
     reason = GRAPHVIZ_HINT
     if have_pydot and shutil.which("dot"):
-        try:
-            with atomic_path(path) as tmp:
-                keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True,
-                                       show_layer_names=True, expand_nested=False, dpi=DPI)
-            return None
-        except Exception as err:  # a broken graphviz install must not stop a finished run
-            reason = f"{GRAPHVIZ_HINT}; drawing failed ({type(err).__name__}: {err})"
+        # graphviz 2.43's orthogonal router aborts on some branching graphs (a decoder with two
+        # outputs); curved edges always lay out
+        for splines in ("ortho", "spline"):
+            try:
+                with atomic_path(path) as tmp:
+                    keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True, show_layer_names=True,
+                                           expand_nested=False, dpi=DPI, splines=splines)
+                return None
+            except Exception as err:  # a broken graphviz install must not stop a finished run
+                reason = f"{GRAPHVIZ_HINT}; drawing failed ({type(err).__name__}: {err})"
 
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))

@@ -49,16 +49,25 @@ class Progress:
     resumed_at: list[int] = field(default_factory=list)
 
     def record(self, epoch: int, logs: dict[str, float], seconds: float, fit_seconds: float) -> bool:
-        """Add finished epoch `epoch` (1-based); True when its val_loss is the best so far."""
+        """Add finished epoch `epoch` (1-based); True when its validation -ELBO is the best so far.
+
+        (`best_val_loss` keeps its checkpoint name but holds validation_neg_elbo.)
+        """
         self.history.append({"epoch": epoch, **logs})
         self.epochs_done = epoch
         self.epoch_seconds.append(seconds)
         self.fit_seconds = fit_seconds
-        val = logs.get("val_loss")
+        val = validation_neg_elbo(logs)
         improved = val is not None and (self.best_val_loss is None or val < self.best_val_loss)
         if improved:
             self.best_val_loss = val
         return improved
+
+    def epochs_since_best(self) -> int:
+        """Finished epochs after the one with the best validation -ELBO (all of them if none)."""
+        values = [validation_neg_elbo(row) for row in self.history]
+        scored = [(v, i) for i, v in enumerate(values) if v is not None]
+        return len(values) - 1 - min(scored)[1] if scored else len(values)
 
     def history_columns(self) -> dict[str, list[float]]:
         """{"loss": [...], "val_loss": [...], ...} as keras's History has it."""
@@ -69,6 +78,19 @@ class Progress:
         keys = list(self.history[0]) if self.history else ["epoch"]
         lines = [",".join(keys)] + [",".join(repr(row.get(k, "")) for k in keys) for row in self.history]
         return "\n".join(lines) + "\n"
+
+
+def validation_neg_elbo(logs: dict) -> float | None:
+    """The number best.weights.h5 and early stopping follow: val_recon + val_kl, the held-out
+    -ELBO whatever the objective (KL warm-up, free bits and IWAE all change val_loss); val_loss
+    where those are not logged."""
+    if "val_recon" in logs and "val_kl" in logs:
+        value = float(logs["val_recon"]) + float(logs["val_kl"])
+    elif "val_loss" in logs:
+        value = float(logs["val_loss"])
+    else:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _is_number(v: Any) -> bool:

@@ -35,12 +35,25 @@ def encode_mean(encoder, x: np.ndarray, labels=None, batch_size: int = DECODE_BA
 
 
 def decode(decoder, z: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
-    """x_hat for each latent point, float32 (N, H, W, C) in [0, 1]."""
+    """x_hat for each latent point, float32 (N, H, W, C) in [0, 1].
+
+    A gaussian-learned decoder also outputs each pixel's log-variance; images are its means.
+    """
     z = np.asarray(z, dtype=np.float32)
     # Direct calls skip predict()'s one-time setup (~0.3 s), which would dominate a 900-point grid.
-    parts = [np.asarray(decoder(_inputs(z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]),
-                                training=False), dtype=np.float32) for i in range(0, len(z), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, *decoder.output_shape[1:]), np.float32)
+    parts = [_means(decoder(_inputs(z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]),
+                            training=False)) for i in range(0, len(z), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, *keras_shape(decoder)[1:]), np.float32)
+
+
+def _means(out) -> np.ndarray:
+    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float32)
+
+
+def keras_shape(decoder) -> tuple:
+    """The decoder's image output shape (the mean's, for a gaussian-learned decoder)."""
+    shape = decoder.output_shape
+    return shape[0] if isinstance(shape, list) else shape
 
 
 def prior_z(n: int, latent_dim: int, *, seed: int, temperature: float = 1.0) -> np.ndarray:

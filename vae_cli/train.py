@@ -66,21 +66,28 @@ def _fixed_inputs(config: Config, num_classes: int | None):
     """Decoder inputs of the per-epoch sample grid and its column count: 64 fixed z, or for a
     conditional run one row per class with the same 10 z in every row."""
     if num_classes is None:
-        return np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"), 8
-    return list(class_grid(num_classes, 10, config.latent_dim, seed=config.seed)), 10
+        return (np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"),), 8
+    return class_grid(num_classes, 10, config.latent_dim, seed=config.seed), 10
 
 
 def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
                progress: resume.Progress, stops: resume.StopSignals, train_seconds: list[float]):
     import keras
 
-    from . import plots
+    from . import plots, sampling
+    from .layers import IWAELoss, Sampling
 
-    sampler = models.encoder.get_layer("z")
+    # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
+    betas = [layer.beta for layer in models.vae._flatten_layers() if isinstance(layer, (Sampling, IWAELoss))]
 
     class KLWarmup(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            sampler.beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
+            for beta in betas:
+                beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
+
+        def on_epoch_end(self, epoch, logs=None):
+            if config.kl_warmup_epochs and logs is not None:  # a history.csv column during warm-up
+                logs["kl_weight"] = kl_weight(epoch, config.beta, config.kl_warmup_epochs)
 
     class StopOnNaN(keras.callbacks.Callback):
         """Like keras TerminateOnNaN, but stops at once and says where it happened."""
@@ -123,23 +130,29 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
             if improved:
                 rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
             # A plain PNG mosaic (enlarged 3x) costs ~10 ms; a matplotlib figure cost ~0.15 s per epoch.
-            images = np.asarray(models.decoder(fixed_inputs[0], training=False))
+            images = sampling.decode(models.decoder, *fixed_inputs[0])
             mosaic = plots.tile_images(images, ncols=fixed_inputs[1])
             plots.save_image(mosaic.repeat(3, axis=0).repeat(3, axis=1),
                              run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png")
             resume.save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
+            if config.patience and progress.epochs_since_best() >= config.patience:
+                self.model.stop_training = True  # early stopping; _fit restores the best epoch
 
     tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
                                               profile_batch=0)
     return [KLWarmup(), StopOnNaN(), RunWriter(), tensorboard, resume.stop_callback(stops)]
 
 
-def _make_optimizer(config: Config):
+def _make_optimizer(config: Config, steps_per_epoch: int):
     import keras
 
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(config.learning_rate)
-    return keras.optimizers.Adam(config.learning_rate)
+        return keras.optimizers.RMSprop(learning_rate)
+    return keras.optimizers.Adam(learning_rate)
 
 
 def describe_devices() -> list[str]:
@@ -158,7 +171,11 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     distribute.make_strategy (None: one device)."""
     import tensorflow as tf
 
+    from .data import BinarizedValidation
+
     strategy = strategy or tf.distribute.get_strategy()
+    if config.binarize:  # training images are binarised in the model, every step (layers.Binarize)
+        data = BinarizedValidation(data, config.seed)
     with resume.StopSignals() as stops:
         try:
             return _train(config, data, run, log, resume_run, stops, strategy)
@@ -199,12 +216,14 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
     log(f"speed: {', '.join(f'{k} {v}' for k, v in settings.to_dict().items())}")
     with strategy.scope():  # variables, optimizer slots and metrics become distributed
         models = build_vae(config, data.input_shape, num_classes)
-        models.vae.compile(optimizer=_make_optimizer(config), steps_per_execution=settings.steps_per_execution,
-                           jit_compile=settings.jit_compile)
+        models.vae.compile(optimizer=_make_optimizer(config, steps_per_epoch(data.n_train, config.batch_size)),
+                           steps_per_execution=settings.steps_per_execution, jit_compile=settings.jit_compile)
         progress = _start(config, data, run, models, resume_run, log)
     feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
     train_seconds: list[float] = []  # per epoch of this process, the training batches only
+    cpu_start = time.process_time()
     failure = _fit(config, feed, run, models, progress, stops, strategy, num_classes, train_seconds)
+    cpu_seconds = time.process_time() - cpu_start
     if not distribute.is_default(strategy):
         models = distribute.single_device_copy(
             models, lambda: build_vae(config, data.input_shape, num_classes), strategy, log=log)
@@ -212,6 +231,8 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
             return TrainResult(progress.history_columns(), {})
     metrics = _finish(config, data, run, models, progress, devices, log, num_classes)
     metrics.update(speed_metrics(data.n_train, progress.epoch_seconds, train_seconds, settings))
+    # this process's training on all threads: unlike wall time, not inflated by other jobs
+    metrics["cpu_seconds"] = round(cpu_seconds, 3)
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
     metrics["status"] = "failed" if failure else "completed"
     if failure:
@@ -253,6 +274,9 @@ def _fit(config, data, run, models, progress, stops, strategy, num_classes, trai
         with contextlib.nullcontext() if custom_loop else stops.deferred():
             _run_epochs(models.vae, config, data, strategy, callbacks, progress.epochs_done)
         stops.check()  # a stop requested during the last epoch's validation
+        if config.patience and (run / rundir.BEST_WEIGHTS_FILE).exists():
+            with strategy.scope():  # keep the best epoch, not the last
+                models.vae.load_weights(run / rundir.BEST_WEIGHTS_FILE)
     except NonFiniteLoss as e:
         failure = (f"training stopped: {e.where}; the learning rate ({config.learning_rate:g}) is "
                    f"probably too high for this model, try --learning-rate {config.learning_rate / 10:g}")
