@@ -1,0 +1,151 @@
+"""The levers inside real vae-train runs (tiny data, tiny models), and the quality-table script."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from vae_cli.cli.train import main as train_main
+from vae_cli.evaluate import evaluate
+from vae_cli.run import load_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("quality_script", REPO / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """96 train + 32 test blurry 'digits' (a bright square at random places), 12x12, labelled."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((128, 12, 12), np.uint8)
+    for img, (r, c) in zip(x, rng.integers(2, 7, (128, 2))):
+        img[r:r + 4, c:c + 4] = rng.integers(120, 256)
+    path = tmp_path_factory.mktemp("data") / "squares.npz"
+    np.savez(path, x_train=x[:96], y_train=np.arange(96) % 10, x_test=x[96:], y_test=np.arange(32) % 10)
+    return path
+
+
+def _train(out, dataset, *flags):
+    assert train_main(["--dataset", f"npz:{dataset}", "--arch", "mlp", "--hidden-dim", "16",
+                       "--latent-dim", "2", "--batch-size", "32", "--out", str(out), *flags]) == 0
+    (run,) = list(Path(out).iterdir())
+    return run
+
+
+def _weights(path):
+    with h5py.File(path, "r") as f:
+        arrays = []
+        f.visititems(lambda name, obj: arrays.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def elbo_run(tmp_path_factory, digits):
+    """Warm-up, cosine schedule, early stopping, binarisation and shifts in one ELBO run."""
+    return _train(tmp_path_factory.mktemp("runs"), digits, "--epochs", "4", "--kl-warmup-epochs", "2",
+                  "--lr-schedule", "cosine", "--patience", "1", "--binarize", "--augment-shift", "1",
+                  "--learning-rate", "0.01")
+
+
+def test_warmup_weight_is_logged_per_epoch(elbo_run):
+    rows = list(csv.DictReader(open(elbo_run / "history.csv")))
+    weights = [float(r["kl_weight"]) for r in rows]
+    assert weights == [0.0, 0.5, 1.0, 1.0][:len(rows)]
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(elbo_run):
+    rows = list(csv.DictReader(open(elbo_run / "history.csv")))
+    elbos = [float(r["val_recon"]) + float(r["val_kl"]) for r in rows]
+    best = int(np.argmin(elbos))
+    assert len(rows) == 4 or best == len(rows) - 2  # ran out of epochs, or stopped 1 after the best
+    final, kept = _weights(elbo_run / "vae.weights.h5"), _weights(elbo_run / "best.weights.h5")
+    assert [n for n, _ in final] == [n for n, _ in kept]
+    for (_, a), (_, b) in zip(final, kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_binarised_run_validates_on_0_1_images(elbo_run):
+    metrics = json.loads((elbo_run / "metrics.json").read_text())
+    run = load_run(elbo_run)
+    assert run.config.binarize and run.config.augment_shift == 1
+    assert metrics["eval"]["neg_elbo"] == pytest.approx(metrics["eval"]["recon"] + metrics["eval"]["kl"])
+
+
+@pytest.fixture(scope="module")
+def iwae_gaussian_run(tmp_path_factory, digits):
+    return _train(tmp_path_factory.mktemp("runs"), digits, "--epochs", "2", "--iw-train", "3",
+                  "--likelihood", "gaussian-learned", "--kl-warmup-epochs", "1")
+
+
+def test_iwae_gaussian_run_reloads_and_evaluates(iwae_gaussian_run, digits):
+    run = load_run(iwae_gaussian_run)
+    assert run.vae.get_layer("iwae").k == 3
+    decoder = keras.models.load_model(iwae_gaussian_run / "decoder.keras", safe_mode=True)
+    z = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
+    for a, b in zip(run.decoder(z), decoder(z)):  # mean and log-variance
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    with np.load(digits) as data:
+        x_test = data["x_test"][..., None].astype(np.float32) / 255
+    result = evaluate(run.encoder, run.decoder, x_test, likelihood="gaussian-learned", iw_samples=20)
+    last = list(csv.DictReader(open(iwae_gaussian_run / "history.csv")))[-1]
+    # the same model on the same data: evaluate's -ELBO is the one training validated on
+    assert result["neg_elbo"] == pytest.approx(float(last["val_recon"]) + float(last["val_kl"]), rel=0.02)
+    assert result["iw_nll"] < result["neg_elbo"] + 1.0
+    for figure in ("samples.png", "manifold.png", "decoder.png"):
+        assert (iwae_gaussian_run / figure).is_file()
+
+
+# ------------------------------------------------------------------------------ the script
+
+
+def _script_exit(argv):
+    try:
+        return _load_script().main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp: ["--test-data", str(tmp / "nowhere")], "--test-data: no t10k-images-idx3-ubyte"),
+    (lambda tmp: ["--iw-samples", "0"], "--iw-samples: expected an integer >= 1"),
+    (lambda tmp: ["--presets", "nope"], "no preset named 'nope'"),
+    (lambda tmp: ["--readme", str(tmp / "README.md")], "has no <!-- quality-table:start -->"),
+    (lambda tmp: ["--iw-examples", "ten"], "--iw-examples: invalid int value"),
+])
+def test_script_refuses_bad_input_before_training(tmp_path, capsys, mnist_t10k_dir, make_args, message):
+    (tmp_path / "README.md").write_text("# no table here\n")
+    args = ["--test-data", str(mnist_t10k_dir), "--out", str(tmp_path / "runs"), *make_args(tmp_path)]
+    assert _script_exit(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_dir, capsys):
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps({"arch": "mlp", "hidden_dim": 32, "latent_dim": 4, "epochs": 1}))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- quality-table:start -->\nold\n<!-- quality-table:end -->\noutro\n")
+    assert _script_exit(["--test-data", str(mnist_t10k_dir), "--presets", str(preset), "--no-ablations", "--no-baseline",
+                         "--iw-samples", "20", "--iw-examples", "50", "--test-examples", "200",
+                         "--out", str(tmp_path / "runs"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- quality-table:start -->\n| run |") and text.endswith("outro\n")
+    assert "old" not in text and "K=20 on the first 50 test digits" in text
+    (row,) = json.loads((tmp_path / "runs" / "quality.json").read_text())["rows"]
+    assert row["test_examples"] == 200 and row["iw_examples"] == 50 and row["latent_dim"] == 4
+    assert row["n_train"] == 4500 and row["best_epoch"] == 1 and row["epochs"] == 1
+    assert row["iw_nll"] < row["neg_elbo_on_iw_examples"]  # K=20 is a tighter bound than the ELBO
+    assert 100 < row["neg_elbo"] < 400 and f"{row['neg_elbo']:.2f}" in text
+    assert load_run(row["run"]).config.dataset == "mnist-5k"
