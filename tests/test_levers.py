@@ -8,14 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from vae_cli.callbacks import EarlyStoppingOnELBO, validation_neg_elbo
 from vae_cli.config import Config, resolve
-from vae_cli.data import binarize, make_tf_dataset
+from vae_cli.data import BinarizedValidation, binarize, load_dataset
 from vae_cli.errors import UsageError
 from vae_cli.evaluate import evaluate
-from vae_cli.layers import IWAELoss, IWSampling, ReconstructionLoss, Sampling
+from vae_cli.layers import Binarize, IWAELoss, IWSampling, ReconstructionLoss, Sampling
 from vae_cli.losses import free_bits_kl, kl_divergence, reconstruction_nll
 from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
+from vae_cli.resume import Progress, validation_neg_elbo
 from vae_cli.train import _make_optimizer, kl_weight
 
 
@@ -177,19 +177,29 @@ def test_evaluate_uses_the_learned_variance():
 # ------------------------------------------------------------------------------ binarisation
 
 
-def test_dynamic_binarisation_gives_0_1_images_that_change_every_epoch():
+def test_dynamic_binarisation_gives_0_1_images_that_change_every_step():
     x = np.random.default_rng(0).random((200, 5, 5, 1)).astype(np.float32)
-    ds = make_tf_dataset(x, batch_size=64, shuffle=False, seed=3, binarize=True)
-    first, second = (np.concatenate([b.numpy() for b in ds]) for _ in range(2))
+    layer = Binarize(seed=3)
+    first, second = np.asarray(layer(x, training=True)), np.asarray(layer(x, training=True))
     assert set(np.unique(first)) == {0.0, 1.0}
-    assert (first != second).mean() > 0.2  # a fresh draw per pass
+    assert (first != second).mean() > 0.2  # a fresh draw per step
     assert abs(first.mean() - x.mean()) < 0.02  # P(pixel = 1) is its grey level
-    again = np.concatenate([b.numpy() for b in make_tf_dataset(x, batch_size=64, shuffle=False, seed=3,
-                                                                 binarize=True)])
-    np.testing.assert_array_equal(first, again)  # but a run repeats for its seed
-    labelled = make_tf_dataset(x, y=np.arange(200), batch_size=64, shuffle=False, seed=3, binarize=True)
-    images, labels = next(iter(labelled))
-    assert set(np.unique(images.numpy())) <= {0.0, 1.0} and list(labels.numpy()[:3]) == [0, 1, 2]
+    np.testing.assert_array_equal(np.asarray(Binarize(seed=3)(x, training=True)), first)  # seeded
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)  # not outside training
+    _, _, vae = build_vae(Config(arch="mlp", hidden_dim=8, binarize=True), (5, 5, 1))
+    assert vae.get_layer("binarize").seed is not None
+
+
+def test_validation_is_binarised_once_and_identically_every_epoch(tiny_npz):
+    data = load_dataset(f"npz:{tiny_npz}", seed=0)
+    binarized = BinarizedValidation(data, seed=4)
+    assert binarized.n_train == data.n_train and binarized.input_shape == data.input_shape
+    assert set(np.unique(binarized.x_val)) == {0.0, 1.0}
+    first, second = (np.concatenate([b.numpy() for b in binarized.val_batches(5)]) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    assert set(np.unique(first)) == {0.0, 1.0} and abs(first.mean() - data.x_val.mean()) < 0.03
+    images, labels = next(iter(binarized.val_batches(5, labels=True)))
+    assert set(np.unique(images.numpy())) <= {0.0, 1.0} and labels.shape == (5,)
 
 
 def test_static_binarisation_is_seeded():
@@ -212,26 +222,19 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
 
 def test_validation_neg_elbo_reads_recon_plus_kl():
     assert validation_neg_elbo({"val_recon": 90.0, "val_kl": 10.5, "val_loss": 1.0}) == 100.5
-    assert validation_neg_elbo({"val_loss": 1.0}) is None
+    assert validation_neg_elbo({"val_loss": 7.0}) == 7.0
+    assert validation_neg_elbo({"loss": 1.0}) is None
     assert validation_neg_elbo({"val_recon": float("nan"), "val_kl": 1.0}) is None
 
 
-def test_early_stopping_stops_on_the_elbo_and_restores_the_best_epoch():
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    stopper = EarlyStoppingOnELBO(patience=2)
-    model.stop_training = False  # what fit() sets before the first epoch
-    stopper.set_model(model)
-    stopper.on_train_begin()
-    # val_loss falls throughout (as under KL warm-up) but the -ELBO is best at epoch 1 (0-based)
-    history = [(100.0, 5.0, 50.0), (95.0, 4.0, 40.0), (96.0, 4.0, 30.0), (97.0, 4.0, 20.0), (90.0, 1.0, 10.0)]
-    for epoch, (recon, kl, loss) in enumerate(history):
-        model.layers[0].kernel.assign([[float(epoch)]])
-        stopper.on_epoch_end(epoch, {"val_recon": recon, "val_kl": kl, "val_loss": loss})
-        if model.stop_training:
-            break
-    assert model.stop_training and epoch == 3
-    stopper.on_train_end()
-    assert float(model.layers[0].kernel.numpy()[0, 0]) == 1.0  # the weights of epoch 1
+def test_best_epoch_and_patience_follow_the_elbo_not_val_loss():
+    progress = Progress()
+    # val_loss falls throughout (as under KL warm-up) but the -ELBO is best at epoch 2
+    history = [(100.0, 5.0, 50.0), (95.0, 4.0, 40.0), (96.0, 4.0, 30.0), (97.0, 4.0, 20.0)]
+    improved = [progress.record(epoch, {"val_recon": r, "val_kl": k, "val_loss": loss}, 1.0, 1.0)
+                for epoch, (r, k, loss) in enumerate(history, start=1)]
+    assert improved == [True, True, False, False]
+    assert progress.best_val_loss == 99.0 and progress.epochs_since_best() == 2
 
 
 # ------------------------------------------------------------------------------ config

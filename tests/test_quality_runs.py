@@ -142,7 +142,7 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
                          "--out", str(tmp_path / "runs"), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith("intro\n<!-- quality-table:start -->\n| run |") and text.endswith("outro\n")
-    assert "old" not in text and "K=20 on the first 50 test digits" in text
+    assert "\nold\n" not in text and "K=20 on the first 50 of them" in text
     (row,) = json.loads((tmp_path / "runs" / "quality.json").read_text())["rows"]
     assert row["test_examples"] == 200 and row["iw_examples"] == 50 and row["latent_dim"] == 4
     assert row["n_train"] == 4500 and row["best_epoch"] == 1 and row["epochs"] == 1
