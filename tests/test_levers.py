@@ -186,8 +186,11 @@ def test_dynamic_binarisation_gives_0_1_images_that_change_every_step():
     assert abs(first.mean() - x.mean()) < 0.02  # P(pixel = 1) is its grey level
     np.testing.assert_array_equal(np.asarray(Binarize(seed=3)(x, training=True)), first)  # seeded
     np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)  # not outside training
-    _, _, vae = build_vae(Config(arch="mlp", hidden_dim=8, binarize=True), (5, 5, 1))
-    assert vae.get_layer("binarize").seed is not None
+    # in the model, with shifts: the encoder and the loss see binarised, shifted images
+    _, _, vae = build_vae(Config(arch="mlp", hidden_dim=8, binarize=True, augment_shift=1), (5, 5, 1))
+    seen = keras.Model(vae.input, vae.get_layer("shift").output)
+    assert set(np.unique(np.asarray(seen(x, training=True)))) == {0.0, 1.0}
+    np.testing.assert_array_equal(np.asarray(seen(x, training=False)), x)
 
 
 def test_validation_is_binarised_once_and_identically_every_epoch(tiny_npz):

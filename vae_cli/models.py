@@ -191,7 +191,7 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     if config.augment_shift:  # active in training steps only; the shifted image is also the target
         fraction = min(1.0, config.augment_shift / input_shape[0]), min(1.0, config.augment_shift / input_shape[1])
         x = layers.RandomTranslation(*fraction, fill_mode="constant", interpolation="nearest",
-                                     seed=config.seed, name="shift")(x_in)
+                                     seed=config.seed, name="shift")(x)
     z_mean, z_log_var, z = encoder(_inputs(x, label))
     if config.iw_train > 1:
         z = IWSampling(config.iw_train, seed=config.seed + 1, name="iw_z")([z_mean, z_log_var])
