@@ -12,7 +12,7 @@ from vae_cli.config import Config, resolve
 from vae_cli.data import BinarizedValidation, binarize, load_dataset
 from vae_cli.errors import UsageError
 from vae_cli.evaluate import evaluate
-from vae_cli.layers import Binarize, IWAELoss, IWSampling, ReconstructionLoss, Sampling
+from vae_cli.layers import Binarize, IWAELoss, IWSampling, ReconstructionLoss, Sampling, TileRows
 from vae_cli.losses import free_bits_kl, kl_divergence, reconstruction_nll
 from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
 from vae_cli.resume import Progress, validation_neg_elbo
@@ -116,20 +116,35 @@ def test_iwae_loss_by_hand_and_never_above_the_mean_single_sample_elbo():
     assert float(one.losses[0]) == pytest.approx(-np.mean(log_w[0]), rel=1e-5)
 
 
-def test_iwae_model_loss_is_below_the_elbo_model_loss_on_the_same_batch():
+@pytest.mark.parametrize("arch, conditional", [("mlp", False), ("strided", True)])
+def test_iwae_model_loss_is_below_the_elbo_model_loss_on_the_same_batch(arch, conditional):
     shape = (8, 8, 1)
-    x = (np.random.default_rng(0).random((64, *shape)) < 0.3).astype(np.float32)
-    elbo = build_vae(Config(arch="mlp", hidden_dim=16, latent_dim=3), shape)
-    iwae = build_vae(Config(arch="mlp", hidden_dim=16, latent_dim=3, iw_train=50), shape)
+    rng = np.random.default_rng(0)
+    x = (rng.random((64, *shape)) < 0.3).astype(np.float32)
+    inputs = {"x": x, "label": np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]} if conditional else x
+    common = dict(arch=arch, conv_filters=(4,), hidden_dim=16, latent_dim=3, conditional=conditional,
+                  batch_norm=conditional)
+    elbo = build_vae(Config(**common), shape, num_classes=3)
+    iwae = build_vae(Config(**common, iw_train=50), shape, num_classes=3)
     for part in ("encoder", "decoder"):
         getattr(iwae, part).set_weights(getattr(elbo, part).get_weights())
     for m in (elbo.vae, iwae.vae):
         m.compile(optimizer="adam")
-    elbo_loss = elbo.vae.evaluate(x, batch_size=64, verbose=0, return_dict=True)
-    iwae_loss = iwae.vae.evaluate(x, batch_size=64, verbose=0, return_dict=True)
+    elbo_loss = elbo.vae.evaluate(inputs, batch_size=64, verbose=0, return_dict=True)
+    iwae_loss = iwae.vae.evaluate(inputs, batch_size=64, verbose=0, return_dict=True)
     assert iwae_loss["loss"] < elbo_loss["loss"]
-    # recon + kl is the ELBO under either objective (same weights, so about the same number)
+    # recon + kl is the ELBO under either objective (same weights, so about the same number); for a
+    # conditional model this needs every one of the K draws decoded with its own example's label
     assert iwae_loss["recon"] + iwae_loss["kl"] == pytest.approx(elbo_loss["loss"], rel=0.02)
+
+
+def test_tile_rows_repeats_the_batch_sample_major_like_iw_sampling():
+    labels = np.eye(3, dtype=np.float32)[[2, 0]]
+    layer = TileRows(3)
+    np.testing.assert_array_equal(np.asarray(layer(labels)), np.concatenate([labels] * 3))
+    assert TileRows.from_config(layer.get_config()).k == 3
+    with pytest.raises(ValueError, match="Expected an integer >= 1"):
+        TileRows(0)
 
 
 # ------------------------------------------------------------------------------ likelihoods

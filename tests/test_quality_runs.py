@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from vae_cli.cli.eval import main as eval_main
 from vae_cli.cli.train import main as train_main
 from vae_cli.evaluate import evaluate
 from vae_cli.run import load_run
@@ -106,6 +107,53 @@ def test_iwae_gaussian_run_reloads_and_evaluates(iwae_gaussian_run, digits):
         assert (iwae_gaussian_run / figure).is_file()
 
 
+def _eval_report(capsys, run, tmp_path, *flags):
+    report = tmp_path / f"eval{len(list(tmp_path.iterdir()))}.json"
+    assert eval_main([str(run), "--iw-samples", "5", "--json", str(report), *flags]) == 0
+    return json.loads(report.read_text()), capsys.readouterr().out
+
+
+def test_vae_eval_follows_the_runs_binarisation_and_says_so(elbo_run, tmp_path, capsys):
+    binarised, out = _eval_report(capsys, elbo_run, tmp_path)
+    assert binarised["protocol"]["binarized"] and "binarised once" in out and "not binarised" not in out
+    assert "squares.npz" in binarised["protocol"]["trained_on"] and "dynamically binarised" in out
+    assert "96 training images" in binarised["protocol"]["trained_on"]
+    grey, out = _eval_report(capsys, elbo_run, tmp_path, "--no-binarize")
+    assert not grey["protocol"]["binarized"] and "grey levels in [0, 1], not binarised" in out
+    assert binarised["neg_elbo"] != pytest.approx(grey["neg_elbo"], rel=1e-3)  # other images
+
+
+def test_vae_eval_examples_scores_the_first_n_and_names_them(elbo_run, tmp_path, capsys):
+    first, out = _eval_report(capsys, elbo_run, tmp_path, "--examples", "7")
+    assert first["n_examples"] == 7 and first["protocol"]["data"]["split"] == "the first 7 of test"
+    assert "the first 7 of test, 7 images" in out and "K=5" in out
+    everything, _ = _eval_report(capsys, elbo_run, tmp_path, "--examples", "1000")
+    assert everything["n_examples"] == 32 and everything["protocol"]["data"]["split"] == "test"
+    with pytest.raises(SystemExit) as stop:
+        eval_main([str(elbo_run), "--examples", "-1"])
+    assert stop.value.code == 2 and "--examples: expected an integer from 0" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def conditional_iwae_run(tmp_path_factory, digits):
+    """Every arch-level lever at once with a conditional model: strided, batch norm, 2 hidden
+    layers, IWAE, learned variance, shifts."""
+    return _train(tmp_path_factory.mktemp("runs"), digits, "--epochs", "2", "--arch", "strided",
+                  "--conv-filters", "4,8", "--batch-norm", "--hidden-layers", "2", "--iw-train", "3",
+                  "--likelihood", "gaussian-learned", "--augment-shift", "1", "--conditional")
+
+
+def test_conditional_run_with_every_model_lever_trains_reloads_and_evaluates(conditional_iwae_run, tmp_path,
+                                                                             capsys):
+    run = load_run(conditional_iwae_run)
+    assert run.conditional and run.num_classes == 10 and run.vae.get_layer("iwae").k == 3
+    rows = list(csv.DictReader(open(conditional_iwae_run / "history.csv")))
+    assert len(rows) == 2 and all(np.isfinite(float(r["val_loss"])) for r in rows)
+    report, out = _eval_report(capsys, conditional_iwae_run, tmp_path)
+    assert report["protocol"]["quantity"] == "-log p(x | y), labels given" and "-log p(x|y)" in out
+    assert report["iw_nll"] < report["neg_elbo"] + 1.0
+
+
 # ------------------------------------------------------------------------------ the script
 
 
@@ -122,6 +170,7 @@ def _script_exit(argv):
     (lambda tmp: ["--presets", "nope"], "no preset named 'nope'"),
     (lambda tmp: ["--readme", str(tmp / "README.md")], "has no <!-- quality-table:start -->"),
     (lambda tmp: ["--iw-examples", "ten"], "--iw-examples: invalid int value"),
+    (lambda tmp: ["--ablations", "no-shift,nope"], "--ablations: unknown nope; expected keys of no-shift"),
 ])
 def test_script_refuses_bad_input_before_training(tmp_path, capsys, mnist_t10k_dir, make_args, message):
     (tmp_path / "README.md").write_text("# no table here\n")
@@ -137,11 +186,11 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     preset.write_text(json.dumps({"arch": "mlp", "hidden_dim": 32, "latent_dim": 4, "epochs": 1}))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- quality-table:start -->\nold\n<!-- quality-table:end -->\noutro\n")
-    assert _script_exit(["--test-data", str(mnist_t10k_dir), "--presets", str(preset), "--no-ablations", "--no-baseline",
+    assert _script_exit(["--test-data", str(mnist_t10k_dir), "--presets", str(preset), "--ablations", "none", "--no-baseline",
                          "--iw-samples", "20", "--iw-examples", "50", "--test-examples", "200",
                          "--out", str(tmp_path / "runs"), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- quality-table:start -->\n| run |") and text.endswith("outro\n")
+    assert text.startswith("intro\n<!-- quality-table:start -->\n| preset |") and text.endswith("outro\n")
     assert "\nold\n" not in text and "K=20 on the first 50 of them" in text
     (row,) = json.loads((tmp_path / "runs" / "quality.json").read_text())["rows"]
     assert row["test_examples"] == 200 and row["iw_examples"] == 50 and row["latent_dim"] == 4
@@ -149,3 +198,26 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     assert row["iw_nll"] < row["neg_elbo_on_iw_examples"]  # K=20 is a tighter bound than the ELBO
     assert 100 < row["neg_elbo"] < 400 and f"{row['neg_elbo']:.2f}" in text
     assert load_run(row["run"]).config.dataset == "mnist-5k"
+
+
+def test_ablation_table_says_whether_each_lever_helped():
+    script = _load_script()
+
+    def row(label, kind, neg_elbo, **extra):
+        return {"label": label, "kind": kind, "preset": "quality", "arch": "strided", "latent_dim": 32,
+                "params": 1000, "epochs": 10, "train_seconds": 60.0, "train_cpu_seconds": 100.0,
+                "neg_elbo": neg_elbo, "iw_nll": None, "iw_samples": 0, "iw_examples": 0,
+                "neg_elbo_on_iw_examples": None, "active_units": 20, "binarized_test": False,
+                "likelihood": "bernoulli", **extra}
+
+    base = row("quality", "preset", 100.0, iw_nll=97.0, iw_samples=1000, iw_examples=1000,
+               neg_elbo_on_iw_examples=100.5)
+    text = script.markdown_table([base, row("no shift", "removes", 103.0), row("no bn", "removes", 99.0),
+                                  row("+ free bits", "adds", 100.5), row("+ binarised", "adds", 80.0,
+                                                                         binarized_test=True)])
+    lines = {line.split(" |")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "IW-NLL (K=1000, first 1,000 test digits)" in text and "| 97.00 | 100.50 | 20/32 |" in lines["quality"]
+    assert "| +3.00 | the lever helps | not run |" in lines["no shift"]
+    assert "| -1.00 | the lever did not help here |" in lines["no bn"]
+    assert "| +0.50 | adding it did not help |" in lines["+ free bits"]
+    assert "not comparable" in lines["+ binarised (binarised test set: not comparable with grey-level rows)"]

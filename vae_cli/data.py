@@ -249,17 +249,6 @@ class ConditionalBatches:
         return getattr(self.data, name)
 
 
-def load_test_images(spec: str, *, warn=_stderr_warn) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Every held-out image of a source, for benchmarks: its test split, or all of its images
-    when it has only one split (an idx: folder holding only the t10k-* files).
-
-    Returns (x float32 (N, H, W, C) in [0, 1], y or None, description of the source).
-    """
-    raw = _load_raw(spec, warn)
-    x, y = (raw.x_test, raw.y_test) if raw.x_test is not None else (raw.x_train, raw.y_train)
-    return _to_unit(x, spec, "test"), y, raw.source
-
-
 def binarize(x: np.ndarray, *, seed: int) -> np.ndarray:
     """One fixed stochastic binarisation: each pixel is 1 with probability equal to its grey level."""
     return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)

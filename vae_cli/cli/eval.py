@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the run); default: the run's own dataset and split")
     parser.add_argument("--iw-samples", type=int_in(0, 1_000_000), default=100, metavar="K",
                         help="importance samples per image for the IW bound; 0 skips it (default: 100)")
+    parser.add_argument("--examples", type=int_in(0, 1 << 30), default=0, metavar="N",
+                        help="evaluate the first N held-out images only, e.g. for a large K (default: 0 = all)")
+    parser.add_argument("--binarize", action=argparse.BooleanOptionalAction, default=None,
+                        help="binarise the held-out images once (each pixel 1 with probability equal to "
+                        "its grey level, seeded by --seed), the literature's binarised-MNIST protocol "
+                        "(default: as the run was trained, i.e. on for --binarize runs)")
     parser.add_argument("--batch-size", type=int_in(1, 65536), default=256, metavar="B",
                         help="images per encoder pass; memory does not grow with K (default: 256)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
@@ -42,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_main(parser.prog, lambda: eval_command(args))
+
+
+def trained_on(config, data: dict) -> str:
+    """What the run learned from, from config.json: its dataset, image count and binarisation."""
+    count = f"{data['n_train']:,} training images" if isinstance(data.get("n_train"), int) else "training images"
+    how = "dynamically binarised" if config.binarize else "grey levels"
+    return f"{count} ({how}) of {data.get('used') or data.get('requested') or config.dataset}"
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -59,20 +72,28 @@ def eval_command(args: argparse.Namespace) -> int:
     check_can_create(report_path.parent, "--json")
 
     quiet_tensorflow()
-    from ..data import one_hot
+    from ..data import binarize, one_hot
     from ..evaluate import evaluate, format_table, report
     from ..run import load_held_out, load_run, write_json
 
     run = load_run(run_path)
     held = load_held_out(run, args.dataset)
-    labels = one_hot(held.y, run.num_classes) if run.conditional else None
-    result = evaluate(run.encoder, run.decoder, held.x, likelihood=config.likelihood,
+    x, y, split = held.x, held.y, held.split
+    if args.examples and args.examples < len(x):
+        x, y = x[:args.examples], None if y is None else y[:args.examples]
+        split = f"the first {args.examples:,} of {split}"
+    binarized = config.binarize if args.binarize is None else args.binarize
+    if binarized:
+        x = binarize(x, seed=args.seed)
+    labels = one_hot(y, run.num_classes) if run.conditional else None
+    result = evaluate(run.encoder, run.decoder, x, likelihood=config.likelihood,
                       iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed,
                       labels=labels, progress=ProgressLine("vae-eval"))
-    data = {"spec": args.dataset or config.dataset, "source": held.source, "split": held.split,
-            "n_examples": len(held.x)}
-    rep = report(result, run=str(run_path), data=data, likelihood=config.likelihood, seed=args.seed,
-                 conditional=run.conditional)
+    data = {"spec": args.dataset or config.dataset, "source": held.source, "split": split,
+            "n_examples": len(x)}
+    rep = report(result, run=str(run_path), data=data, trained_on=trained_on(config, run.data),
+                 likelihood=config.likelihood, seed=args.seed, conditional=run.conditional,
+                 binarized=binarized)
     write_json(report_path, rep)
     print(format_table(rep))
     print(f"wrote {report_path}")
