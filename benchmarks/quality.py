@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the classic PyTorch-example MLP for 100 epochs (default: on)")
     parser.add_argument("--iw-samples", type=int, default=1000, help="K of the IW bound (default: 1000)")
+    parser.add_argument("--ablation-epochs", type=int, default=0,
+                        help="train the ablations (and one unchanged quality run as their reference) for this "
+                        "many epochs instead of the preset's, to fit more of them in the time (default: 0)")
     parser.add_argument("--ablation-iw-samples", type=int, default=100,
                         help="K of the IW bound for ablation rows; 0 skips it (default: %(default)s)")
     parser.add_argument("--iw-examples", type=int, default=1000,
@@ -102,7 +105,7 @@ def check_args(args) -> None:
     for name in ("iw_samples", "iw_examples"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {getattr(args, name)}")
-    for name in ("ablation_iw_samples", "test_examples"):
+    for name in ("ablation_iw_samples", "test_examples", "ablation_epochs"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')}: expected an integer >= 0, got {getattr(args, name)}")
     unknown = sorted(set(ablation_keys(args)) - set(ABLATIONS))
@@ -121,10 +124,13 @@ def variants(args) -> list[tuple[str, str, dict, str]]:
     rows = [(p, p, {}, "preset") for p in args.presets.split(",") if p]
     if args.baseline:
         rows.insert(0, ("classic MLP 784-400-20, 100 epochs", "mlp", CLASSIC, "preset"))
+    epochs = args.ablation_epochs or resolve("quality", {}).epochs
+    short = {"epochs": epochs} if args.ablation_epochs else {}
+    if short and ablation_keys(args):
+        rows.append((f"quality, {epochs} epochs (the ablations' reference)", "quality", short, "reference"))
     for key in ablation_keys(args):
         label, changes, kind = ABLATIONS[key]
-        if key == "iwae":
-            changes = {**changes, "epochs": max(1, resolve("quality", {}).epochs // 5)}
+        changes = {**changes, **short, **({"epochs": max(1, epochs // 5)} if key == "iwae" else {})}
         rows.append((label, "quality", changes, kind))
     for _, preset, changes, _ in rows:  # refuse a bad preset or override now, not after an hour
         resolve(preset, {**changes, "dataset": "mnist-5k"})
@@ -160,7 +166,7 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
     t0 = time.perf_counter()
     limit = ("--examples", str(args.test_examples)) if args.test_examples else ()
     full = vae_eval(run.path, args, "eval-test", "--iw-samples", "0", *limit)
-    k = args.iw_samples if kind == "preset" else args.ablation_iw_samples
+    k = args.iw_samples if kind == "preset" else args.ablation_iw_samples  # the reference is an ablation row
     sub = (vae_eval(run.path, args, f"eval-test-iw{k}", "--iw-samples", str(k), "--examples", str(args.iw_examples))
            if k else {"n_examples": 0, "neg_elbo": None})
     eval_seconds = time.perf_counter() - t0
@@ -207,7 +213,7 @@ def _verdict(r: dict, delta: float | None) -> str:
     """Whether the lever earned its place, read off the test -ELBO difference."""
     if _note(r):
         return "not comparable"
-    if delta is None:
+    if delta is None or r["kind"] == "reference":
         return ""
     if r["kind"] == "removes":
         return "the lever helps" if delta > 0 else "the lever did not help here"
@@ -225,10 +231,11 @@ def markdown_table(rows: list[dict]) -> str:
         f"| {r['label']}{_note(r)} | {r['arch']} | {r['latent_dim']} | {r['params']:,} | {r['epochs']} | "
         f"{_time(r)} | {r['neg_elbo']:.2f} | {r['iw_nll']:.2f} | {r['neg_elbo_on_iw_examples']:.2f} | "
         f"{r['active_units']}/{r['latent_dim']} |\n" for r in presets)
-    ablations = [r for r in rows if r["kind"] != "preset"]
+    ablations = [r for r in rows if r["kind"] != "preset"]  # the reference first, delta 0
     if not ablations:
         return text
-    base = next((r for r in presets if r["preset"] == "quality"), None)
+    base = next((r for r in rows if r["kind"] == "reference"), None) or next(
+        (r for r in presets if r["preset"] == "quality"), None)
     text += ("\n| ablation: one lever changed in quality | epochs | train wall time (CPU time) | test -ELBO | "
              "vs quality | verdict | IW-NLL |\n|---|---|---|---|---|---|---|\n")
     for r in ablations:

@@ -221,3 +221,20 @@ def test_ablation_table_says_whether_each_lever_helped():
     assert "| -1.00 | the lever did not help here |" in lines["no bn"]
     assert "| +0.50 | adding it did not help |" in lines["+ free bits"]
     assert "not comparable" in lines["+ binarised (binarised test set: not comparable with grey-level rows)"]
+
+
+def test_short_ablations_are_judged_against_their_own_reference_run(tmp_path, mnist_t10k_dir):
+    script = _load_script()
+    args = script.build_parser().parse_args(["--test-data", str(mnist_t10k_dir), "--presets", "quality",
+                                             "--no-baseline", "--ablations", "no-shift,iwae", "--ablation-epochs", "10"])
+    labels = [(label, changes, kind) for label, _, changes, kind in script.variants(args)]
+    assert labels[1] == ("quality, 10 epochs (the ablations' reference)", {"epochs": 10}, "reference")
+    assert labels[2][1] == {"augment_shift": 0, "epochs": 10} and labels[3][1]["epochs"] == 2
+    rows = [{"label": "quality", "kind": "preset", "preset": "quality", "neg_elbo": 99.0},
+            {"label": "ref", "kind": "reference", "preset": "quality", "neg_elbo": 110.0},
+            {"label": "no shift", "kind": "removes", "preset": "quality", "neg_elbo": 109.0}]
+    common = {"arch": "strided", "latent_dim": 32, "params": 1, "epochs": 10, "train_seconds": 1.0,
+              "train_cpu_seconds": 1.0, "iw_nll": 97.0, "iw_samples": 1, "iw_examples": 1,
+              "neg_elbo_on_iw_examples": 99.0, "active_units": 1, "binarized_test": False, "likelihood": "bernoulli"}
+    text = script.markdown_table([{**common, **r} for r in rows])
+    assert "| no shift | 10 | 1 s (1 s) | 109.00 | -1.00 | the lever did not help here |" in text
