@@ -32,8 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from vae_cli.cli.common import Parser, quiet_tensorflow, run_main  # noqa: E402
-from vae_cli.errors import UsageError  # noqa: E402
+from vae_cli.cli.common import Parser, quiet_tensorflow, run_main
+from vae_cli.errors import UsageError
 
 DEFAULT_TEST_DATA = REPO.parent / "shared" / "data" / "mnist-t10k"
 PRESETS = ("mlp", "conv", "latent16", "quality")

@@ -18,7 +18,6 @@ from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
 from vae_cli.resume import Progress, validation_neg_elbo
 from vae_cli.train import _make_optimizer, kl_weight
 
-
 # ------------------------------------------------------------------------------ KL warm-up
 
 
@@ -122,8 +121,8 @@ def test_iwae_model_loss_is_below_the_elbo_model_loss_on_the_same_batch(arch, co
     rng = np.random.default_rng(0)
     x = (rng.random((64, *shape)) < 0.3).astype(np.float32)
     inputs = {"x": x, "label": np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]} if conditional else x
-    common = dict(arch=arch, conv_filters=(4,), hidden_dim=16, latent_dim=3, conditional=conditional,
-                  batch_norm=conditional)
+    common = {"arch": arch, "conv_filters": (4,), "hidden_dim": 16, "latent_dim": 3, "conditional": conditional,
+              "batch_norm": conditional}
     elbo = build_vae(Config(**common), shape, num_classes=3)
     iwae = build_vae(Config(**common, iw_train=50), shape, num_classes=3)
     for part in ("encoder", "decoder"):
@@ -317,3 +316,10 @@ def test_shift_augmentation_moves_training_images_by_whole_pixels_only():
     assert len(rows) == 500 and set(np.unique(moved)) == {0.0, np.float32(0.6)}
     assert set(rows - 6) <= {-2, -1, 0, 1, 2} and len(set(rows - 6)) > 1 and len(set(cols - 6)) > 1
     np.testing.assert_array_equal(np.asarray(shift(x, training=False)), x)  # validation: untouched
+
+
+def test_shift_augmentation_leaves_xla_off_because_random_translation_has_no_xla_kernel():
+    from vae_cli.speed import choose
+
+    assert choose(Config(arch="mlp"), gpu=False).jit_compile
+    assert not choose(Config(arch="mlp", augment_shift=1), gpu=False).jit_compile

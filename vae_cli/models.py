@@ -20,8 +20,7 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import (Binarize, IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows,
-                     UpsampleConv2D)
+from .layers import Binarize, IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows, UpsampleConv2D
 
 # gaussian-learned: a pixel's standard deviation never goes below one grey level of 8-bit data;
 # without a floor the density of the many exactly-0 background pixels grows without bound.
@@ -144,7 +143,7 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None, *
     (UpSampling2D + Conv2D, a plain output Conv2D): the same math and weight shapes, but the
     weight file names its layers by class, so such files load only into this form.
     """
-    height, width, channels = input_shape
+    height, width, _ = input_shape
     z_in = keras.Input(shape=(config.latent_dim,), name="z")
     label = _label_input(num_classes)
     h = _hidden_layers(config, _join_label(z_in, label))

@@ -62,11 +62,13 @@ def _steps_per_execution(most: int, epoch_steps: int | None) -> int:
 def _jit(config: Config, gpu: bool, distributed: bool) -> bool:
     """XLA fuses the many small elementwise ops of a dense VAE and its Adam update (a large win
     on CPU), but its CPU convolutions are ~2x slower than oneDNN's, so conv models skip it on CPU.
-    Under tf.distribute it stays off unless asked for, as Keras's own "auto" does.
+    Under tf.distribute it stays off unless asked for, as Keras's own "auto" does. Shift
+    augmentation's RandomTranslation has no XLA kernel (Keras would switch XLA off with a warning
+    and the run would record a setting it did not use).
     """
     if config.jit_compile != "auto":
         return config.jit_compile == "on"
-    return not distributed and (gpu or config.arch == "mlp")
+    return not distributed and not config.augment_shift and (gpu or config.arch == "mlp")
 
 
 def _samples_per_second(n: int, seconds: list[float]) -> float | None:
