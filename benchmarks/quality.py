@@ -236,8 +236,9 @@ def markdown_table(rows: list[dict]) -> str:
         return text
     base = next((r for r in rows if r["kind"] == "reference"), None) or next(
         (r for r in presets if r["preset"] == "quality"), None)
+    versus = "vs the reference" if base and base["kind"] == "reference" else "vs quality"
     text += ("\n| ablation: one lever changed in quality | epochs | train wall time (CPU time) | test -ELBO | "
-             "vs quality | verdict | IW-NLL |\n|---|---|---|---|---|---|---|\n")
+             f"{versus} | verdict | IW-NLL |\n|---|---|---|---|---|---|---|\n")
     for r in ablations:
         delta = r["neg_elbo"] - base["neg_elbo"] if base else None
         text += (f"| {r['label']}{_note(r)} | {r['epochs']} | {_time(r)} | {r['neg_elbo']:.2f} | "
