@@ -40,10 +40,9 @@ def _save(fig, path, *, tight: bool = True) -> None:
     """
     try:
         with atomic_path(path) as tmp:
-            if tight:
-                fig.savefig(tmp, dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-            else:
-                fig.savefig(tmp, dpi=DPI)
+            # zlib level 1: ~30% faster to write than the default 6, files ~7% larger
+            layout = {"bbox_inches": "tight", "pad_inches": 0.08} if tight else {}
+            fig.savefig(tmp, dpi=DPI, pil_kwargs={"compress_level": 1}, **layout)
     finally:
         plt.close(fig)
 
