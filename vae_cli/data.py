@@ -655,7 +655,7 @@ def _load_idx(spec: str, folder: Path) -> _Raw:
     x, y, files = train
     source = f"idx:{folder}: {len(x):,} images {x.shape[1]}x{x.shape[2]} from {files}"
     if only_test:
-        source += " (no train-* files, so the t10k set is the training data)"
+        source += " (only t10k files here, so they are all of this dataset's images and there is no test split)"
     if test is None:
         return _Raw(x, y, None, None, source)
     x_te, y_te, test_files = test
