@@ -145,6 +145,14 @@ class ReconstructionLoss(layers.Layer):
 _UPSAMPLE_TAPS = ((2,), (1, 2), (0, 1), (0,))
 
 
+def _positive_filters(filters):
+    """The `filters` argument of the conv layers below, checked the way Keras checks Conv2D's."""
+    if not isinstance(filters, int) or filters < 1:
+        raise ValueError(f"Invalid value received for argument `filters`. Expected a positive integer. "
+                         f"Received: filters={filters}")
+    return filters
+
+
 @keras.saving.register_keras_serializable(package="vae_cli")
 class UpsampleConv2D(layers.Layer):
     """Nearest-neighbour 2x upsampling followed by a 3x3 "same" convolution, computed in one op.
@@ -165,11 +173,7 @@ class UpsampleConv2D(layers.Layer):
 
     def __init__(self, filters, activation=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(
-                f"Invalid value received for argument `filters`. Expected a positive integer. "
-                f"Received: filters={filters}")
-        self.filters = filters
+        self.filters = _positive_filters(filters)
         self.activation = keras.activations.get(activation)
 
     def build(self, input_shape):
@@ -215,11 +219,7 @@ class NarrowConv2D(layers.Layer):
 
     def __init__(self, filters, activation=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(
-                f"Invalid value received for argument `filters`. Expected a positive integer. "
-                f"Received: filters={filters}")
-        self.filters = filters
+        self.filters = _positive_filters(filters)
         self.activation = keras.activations.get(activation)
 
     def build(self, input_shape):
