@@ -1,5 +1,5 @@
 """Fault injection shared by the reliability tests: a disk that fills up on demand, a read-only
-folder, and file hashing to prove that nothing existing was changed.
+folder, file hashing to prove that nothing existing was changed, and a command's exit code.
 
 Root can write anywhere, so permissions cannot be tested with chmod when the tests run as root.
 Where `mount` works (root in a container with CAP_SYS_ADMIN) a real tmpfs is used: filled up
@@ -124,3 +124,11 @@ def read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[bool]:
     monkeypatch.setattr(os, "access", access)
     monkeypatch.setattr("vae_cli.atomic.tempfile.mkstemp", mkstemp)
     yield False
+
+
+def exit_code(main, argv) -> int:
+    """A command's exit code, whether argparse exits (SystemExit) or main returns it."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code

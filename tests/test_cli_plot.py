@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.faults import exit_code
 from vae_cli.cli.plot import ALL, main
 
 
@@ -23,12 +24,6 @@ def png_size(path):
         image.load()
         return image.size
 
-
-def exit_code(argv):
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
 
 
 @pytest.fixture
@@ -88,7 +83,7 @@ def test_training_figures_of_a_conditional_run(cond_run):
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
 ])
 def test_bad_requests_exit_2_with_one_line(run_copy, capsys, args, message):
-    assert exit_code([str(run_copy), *args]) == 2
+    assert exit_code(main, [str(run_copy), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (run_copy / "plots").exists()
@@ -96,7 +91,7 @@ def test_bad_requests_exit_2_with_one_line(run_copy, capsys, args, message):
 
 def test_out_may_not_be_the_run_directory(run_copy, capsys):
     before = snapshot(run_copy)
-    assert exit_code([str(run_copy), "--out", str(run_copy)]) == 2
+    assert exit_code(main, [str(run_copy), "--out", str(run_copy)]) == 2
     assert "is the run directory itself" in capsys.readouterr().err
     assert snapshot(run_copy) == before
 
@@ -104,12 +99,12 @@ def test_out_may_not_be_the_run_directory(run_copy, capsys):
 def test_other_data_must_have_the_runs_image_shape(run_copy, tmp_path, capsys):
     rgb = tmp_path / "rgb.npz"
     np.savez(rgb, x=np.zeros((6, 32, 32, 3), np.uint8))
-    assert exit_code([str(run_copy), "--dataset", f"npz:{rgb}"]) == 2
+    assert exit_code(main, [str(run_copy), "--dataset", f"npz:{rgb}"]) == 2
     assert "32x32x3 images but this run was trained on 28x28x1" in capsys.readouterr().err
 
 
 def test_missing_history(run_copy, capsys):
     (run_copy / "history.csv").unlink()
-    assert exit_code([str(run_copy), "--what", "loss"]) == 2
+    assert exit_code(main, [str(run_copy), "--what", "loss"]) == 2
     assert "history.csv is missing" in capsys.readouterr().err
     assert ALL[-1] == "loss"  # `all` skips it with a note instead (see plot_command)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.faults import exit_code
 from vae_cli.cli.sample import main
 
 H, W = 28, 28
@@ -73,12 +74,6 @@ def test_default_output_is_a_new_folder_inside_the_run(mlp_run):
     assert len(new) == 2 and all((p / "samples.npy").is_file() for p in new)
 
 
-def exit_code(argv):
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
-
 
 @pytest.mark.parametrize("args, message", [
     (["--z", "1,2,3"], "--z: each point needs 2 values (this run's latent_dim), got 3"),
@@ -95,7 +90,7 @@ def exit_code(argv):
 ])
 def test_bad_requests_exit_2_with_one_line_and_write_nothing(mlp_run, tmp_path, capsys, args, message):
     out = tmp_path / "out"
-    assert exit_code([str(mlp_run), "--out", str(out), *args]) == 2
+    assert exit_code(main, [str(mlp_run), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
@@ -105,7 +100,7 @@ def test_existing_files_in_out_are_never_touched(mlp_run, tmp_path, capsys):
     out = tmp_path / "digits"
     out.mkdir()
     (out / "sample-0001.png").write_bytes(b"mine")
-    assert exit_code([str(mlp_run), "--out", str(out), "-n", "3"]) == 2
+    assert exit_code(main, [str(mlp_run), "--out", str(out), "-n", "3"]) == 2
     assert "already holds files" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["sample-0001.png"]
     assert (out / "sample-0001.png").read_bytes() == b"mine"
@@ -125,7 +120,7 @@ def test_conditional_sampling_draws_the_requested_class(cond_run, tmp_path):
 
 
 def test_conditional_label_out_of_range(cond_run, tmp_path, capsys):
-    assert exit_code([str(cond_run), "--label", "10", "--out", str(tmp_path / "o")]) == 2
+    assert exit_code(main, [str(cond_run), "--label", "10", "--out", str(tmp_path / "o")]) == 2
     assert "--label: expected a class from 0 to 9, got 10" in capsys.readouterr().err
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
+from tests.faults import exit_code
 from vae_cli.cli.train import main
 from vae_cli.run import load_run
 
@@ -76,13 +77,6 @@ def test_saved_decoder_reloads_to_identical_outputs(trained_run):
     np.testing.assert_allclose(np.asarray(run.encoder(x)[0]), np.asarray(encoder(x)[0]), atol=1e-6)
 
 
-def exit_code(argv):
-    """main()'s exit code, whether argparse exits (SystemExit) or main returns it."""
-    try:
-        return main(argv)
-    except SystemExit as e:
-        return e.code
-
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "--epochs: expected an integer from 1"),
@@ -99,7 +93,7 @@ def exit_code(argv):
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "runs"
-    assert exit_code([*args, "--out", str(out)]) == 2
+    assert exit_code(main, [*args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message.lower() in err.lower()
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -110,7 +104,7 @@ def test_conditional_on_unlabelled_data_is_refused_before_any_run_directory(tmp_
     data = tmp_path / "unlabelled.npz"
     np.savez(data, x=np.zeros((20, 8, 8), np.uint8))
     out = tmp_path / "runs"
-    assert exit_code(["--dataset", f"npz:{data}", "--conditional", "--out", str(out)]) == 2
+    assert exit_code(main, ["--dataset", f"npz:{data}", "--conditional", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--conditional needs a class label for every image" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not list(out.iterdir())
@@ -126,7 +120,7 @@ def test_conditional_run_records_its_classes(cond_run):
 def test_malformed_preset_reports_line_and_column(tmp_path, capsys):
     preset = tmp_path / "bad.json"
     preset.write_text('{\n  "latent_dim": 2,\n  "epochs": ,\n}')
-    assert exit_code(["--preset", str(preset), "--out", str(tmp_path / "runs")]) == 2
+    assert exit_code(main, ["--preset", str(preset), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert str(preset) in err and "line 3, column 13" in err
 
@@ -134,12 +128,12 @@ def test_malformed_preset_reports_line_and_column(tmp_path, capsys):
 def test_unwritable_out_is_refused_before_any_work(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert exit_code(["--out", str(blocker)]) == 2
+    assert exit_code(main, ["--out", str(blocker)]) == 2
     assert "is not a directory" in capsys.readouterr().err
     if os.geteuid() != 0:  # root can write anywhere, so only a non-root user can see this case
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        assert exit_code(["--out", str(locked)]) == 2
+        assert exit_code(main, ["--out", str(locked)]) == 2
         assert "not writable" in capsys.readouterr().err
 
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from tests.faults import FullDisk, read_only, snapshot
+from tests.faults import FullDisk, exit_code, read_only, snapshot
 from vae_cli.cli.eval import main as eval_main
 from vae_cli.cli.plot import main as plot_main
 from vae_cli.cli.sample import main as sample_main
@@ -282,12 +282,6 @@ def trained_run(gaussian_extreme_run) -> Path:
     """A finished 2-epoch MLP run (latent 2, 12x12 images); tests work on copies of it."""
     return gaussian_extreme_run
 
-
-def exit_code(main, argv) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:  # argparse errors
-        return e.code
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -4,7 +4,8 @@ It is the keras.io convolutional VAE recipe at the architecture of vae-cli's `co
 (Conv32-MaxPool-Conv32-MaxPool-Dense512, latent 2, UpSampling2D+Conv2D decoder), trained the
 tutorial way (numpy arrays into fit, custom train_step), followed by the tutorial's two figures:
 the latent scatter and the 30x30 manifold decoded one point per `predict` call. It deliberately
-uses nothing from vae-cli.
+uses nothing from vae-cli. Its Sampling layer and VAE class are also the in-process baselines of
+`bench_workloads`.
 
     python -m vae_cli.bench_tutorial DATA.npz OUT_DIR EPOCHS
 """
@@ -12,17 +13,59 @@ uses nothing from vae-cli.
 import os
 import sys
 
+import keras
 import numpy as np
+from keras import layers, ops
+
+
+class TutorialSampling(layers.Layer):
+    """keras.io's Sampling layer: z = mean + exp(log_var / 2) * eps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(1337)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+class TutorialVAE(keras.Model):
+    """keras.io's VAE class: the loss written out in a GradientTape train_step."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.trackers = [keras.metrics.Mean(name=n) for n in ("total_loss", "reconstruction_loss", "kl_loss")]
+
+    @property
+    def metrics(self):
+        return self.trackers
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var, z = self.encoder(data)
+            reconstruction = self.decoder(z)
+            reconstruction_loss = ops.mean(ops.sum(
+                keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
+            kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+            kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
+            total_loss = reconstruction_loss + kl_loss
+        grads = tape.gradient(total_loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        for tracker, value in zip(self.trackers, (total_loss, reconstruction_loss, kl_loss)):
+            tracker.update_state(value)
+        return {t.name: t.result() for t in self.trackers}
 
 
 def main(argv=None) -> int:
     npz_path, out_dir, epochs = (argv or sys.argv[1:])[:3]
     os.makedirs(out_dir, exist_ok=True)
 
-    import keras
     import matplotlib
-    import tensorflow as tf
-    from keras import layers, ops
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -31,16 +74,6 @@ def main(argv=None) -> int:
         x_train = np.expand_dims(data["x_train"], -1).astype("float32") / 255
         x_test = np.expand_dims(data["x_test"], -1).astype("float32") / 255
         y_test = data["y_test"]
-
-    class Sampling(layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.seed_generator = keras.random.SeedGenerator(1337)
-
-        def call(self, inputs):
-            z_mean, z_log_var = inputs
-            epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-            return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     latent_dim = 2
     encoder_inputs = keras.Input(shape=(28, 28, 1))
@@ -52,7 +85,7 @@ def main(argv=None) -> int:
     x = layers.Dense(512, activation="relu")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    z = Sampling()([z_mean, z_log_var])
+    z = TutorialSampling()([z_mean, z_log_var])
     encoder = keras.Model(encoder_inputs, [z_mean, z_log_var, z], name="encoder")
 
     latent_inputs = keras.Input(shape=(latent_dim,))
@@ -66,36 +99,7 @@ def main(argv=None) -> int:
     decoder_outputs = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x)
     decoder = keras.Model(latent_inputs, decoder_outputs, name="decoder")
 
-    class VAE(keras.Model):
-        def __init__(self, encoder, decoder, **kwargs):
-            super().__init__(**kwargs)
-            self.encoder = encoder
-            self.decoder = decoder
-            self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
-            self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
-            self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
-
-        @property
-        def metrics(self):
-            return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
-
-        def train_step(self, data):
-            with tf.GradientTape() as tape:
-                z_mean, z_log_var, z = self.encoder(data)
-                reconstruction = self.decoder(z)
-                reconstruction_loss = ops.mean(ops.sum(
-                    keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
-                kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
-                kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
-                total_loss = reconstruction_loss + kl_loss
-            grads = tape.gradient(total_loss, self.trainable_weights)
-            self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-            self.total_loss_tracker.update_state(total_loss)
-            self.reconstruction_loss_tracker.update_state(reconstruction_loss)
-            self.kl_loss_tracker.update_state(kl_loss)
-            return {m.name: m.result() for m in self.metrics}
-
-    vae = VAE(encoder, decoder)
+    vae = TutorialVAE(encoder, decoder)
     vae.compile(optimizer=keras.optimizers.Adam())
     vae.fit(x_train, epochs=int(epochs), batch_size=128, verbose=2)
     print(f"parameters: {encoder.count_params() + decoder.count_params()}")

@@ -16,8 +16,9 @@ import time
 
 import keras
 import numpy as np
-from keras import layers, ops
+from keras import layers
 
+from .bench_tutorial import TutorialSampling, TutorialVAE
 from .config import Config
 from .layers import NarrowConv2D, UpsampleConv2D
 from .models import _conv_grid
@@ -44,49 +45,6 @@ def steady_rate(n: int, seconds: list[float]) -> float:
 
 
 # ---------------------------------------------------------------- tutorial-style Keras VAE
-
-
-class TutorialSampling(layers.Layer):
-    """keras.io's Sampling layer: z = mean + exp(log_var / 2) * eps."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.seed_generator = keras.random.SeedGenerator(1337)
-
-    def call(self, inputs):
-        z_mean, z_log_var = inputs
-        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * eps
-
-
-class TutorialVAE(keras.Model):
-    """keras.io's VAE class: the loss written out in a GradientTape train_step."""
-
-    def __init__(self, encoder, decoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder, self.decoder = encoder, decoder
-        self.trackers = [keras.metrics.Mean(name=n) for n in ("total_loss", "reconstruction_loss", "kl_loss")]
-
-    @property
-    def metrics(self):
-        return self.trackers
-
-    def train_step(self, data):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            z_mean, z_log_var, z = self.encoder(data)
-            reconstruction = self.decoder(z)
-            reconstruction_loss = ops.mean(ops.sum(
-                keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
-            kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
-            kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
-            total_loss = reconstruction_loss + kl_loss
-        grads = tape.gradient(total_loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
-        for tracker, value in zip(self.trackers, (total_loss, reconstruction_loss, kl_loss)):
-            tracker.update_state(value)
-        return {t.name: t.result() for t in self.trackers}
 
 
 def tutorial_vae(config: Config, input_shape) -> TutorialVAE:
@@ -282,7 +240,8 @@ def run_measured(cmd: list[str], env: dict, log_path) -> dict:
                 time.sleep(0.05)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(finished[1])
-    tail = open(log_path, encoding="utf-8", errors="replace").read()[-2000:]
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        tail = log.read()[-2000:]
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with {proc.returncode}:\n{tail}")
     return {"seconds": wall, "peak_rss_bytes": peak_kib * 1024, "log_tail": tail}
