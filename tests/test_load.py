@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vae_cli.sampling
+import vae_cli.latent
 from vae_cli.cli.common import ProgressLine
 from vae_cli.cli.eval import main as eval_main
 from vae_cli.cli.sample import main as sample_main
-from vae_cli.sampling import Samples, generate, generate_batches
+from vae_cli.latent import Samples, generate, generate_batches
 
 
 def synthetic_batches(total: int, batch: int = 100, side: int = 64, held: list | None = None):
@@ -38,7 +38,7 @@ STREAM_3000 = """
 import json, sys, tracemalloc
 from pathlib import Path
 from tests.test_load import synthetic_batches
-from vae_cli.export import write_samples
+from vae_cli.generated import write_samples
 held = []
 tracemalloc.start()
 write_samples(Path(sys.argv[1]), synthetic_batches(3000, held=held), 3000, title="t")
@@ -76,14 +76,14 @@ def test_batches_give_the_same_samples_as_one_call(mlp_run):
 
 def test_vae_sample_decodes_in_batches_whatever_n(mlp_run, tmp_path, monkeypatch):
     sizes = []
-    real_decode = vae_cli.sampling.decode
+    real_decode = vae_cli.latent.decode
 
     def counting_decode(decoder, z, labels=None, **kwargs):
         sizes.append(len(z))
         return real_decode(decoder, z, labels, **kwargs)
 
-    monkeypatch.setattr(vae_cli.sampling, "decode", counting_decode)
-    monkeypatch.setattr(vae_cli.sampling, "DECODE_BATCH", 64)
+    monkeypatch.setattr(vae_cli.latent, "decode", counting_decode)
+    monkeypatch.setattr(vae_cli.latent, "DECODE_BATCH", 64)
     assert sample_main([str(mlp_run), "-n", "300", "--out", str(tmp_path / "out")]) == 0
     assert sizes == [64] * 4 + [44]
     assert np.load(tmp_path / "out" / "samples.npy").shape == (300, 28, 28, 1)
@@ -120,7 +120,7 @@ def test_commands_draw_progress_on_a_terminal_and_nothing_in_a_log(terminal, mlp
 
 
 def test_ctrl_c_in_vae_sample_leaves_whole_pngs_and_no_short_npy(mlp_run, tmp_path, monkeypatch, capsys):
-    real = vae_cli.sampling.generate_batches
+    real = vae_cli.latent.generate_batches
 
     def interrupted_after_two_batches(*args, **kwargs):
         batches = real(*args, **{**kwargs, "batch_size": 16})
@@ -128,7 +128,7 @@ def test_ctrl_c_in_vae_sample_leaves_whole_pngs_and_no_short_npy(mlp_run, tmp_pa
         yield next(batches)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vae_cli.sampling, "generate_batches", interrupted_after_two_batches)
+    monkeypatch.setattr(vae_cli.latent, "generate_batches", interrupted_after_two_batches)
     out = tmp_path / "out"
     assert sample_main([str(mlp_run), "-n", "100", "--out", str(out)]) == 130
     assert capsys.readouterr().err.strip() == "vae-sample: interrupted"

@@ -185,15 +185,15 @@ def torch_rate(config_dict: dict, x, epochs: int) -> dict:
 
 def manifold_race(run_path: str, tmp: Path, per_point_calls: int) -> dict:
     """The tutorial's per-point `predict` loop (timed on `per_point_calls` points, extrapolated to
-    all 900) plus its imshow figure, against sampling.manifold + plots.plot_manifold."""
+    all 900) plus its imshow figure, against latent.manifold + plots.plot_manifold."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from . import plots, sampling
+    from . import latent, plots
     from .run import load_run
 
     decoder = load_run(run_path).decoder
-    z = np.stack(np.meshgrid(sampling.latent_grid(MANIFOLD_N, 4.0), sampling.latent_grid(MANIFOLD_N, 4.0)),
+    z = np.stack(np.meshgrid(latent.latent_grid(MANIFOLD_N, 4.0), latent.latent_grid(MANIFOLD_N, 4.0)),
                  -1).reshape(-1, 2)
     decoder.predict(z[:1], verbose=0)  # the loop pays its one-time setup once in 900 calls
     t0 = time.perf_counter()
@@ -209,7 +209,7 @@ def manifold_race(run_path: str, tmp: Path, per_point_calls: int) -> dict:
     ours = []
     for _ in range(3):
         t0 = time.perf_counter()
-        images, gx, gy = sampling.manifold(decoder, 2, n=MANIFOLD_N)
+        images, gx, gy = latent.manifold(decoder, 2, n=MANIFOLD_N)
         plots.plot_manifold(images, gx, gy, tmp / "manifold.png")
         ours.append(time.perf_counter() - t0)
     return {"per_point_loop_seconds": loop_seconds, "per_point_calls_timed": per_point_calls,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots, sampling
+from . import latent, plots
 from .data import one_hot
 
 TRAINING_FIGURES = ("loss", "latent", "manifold", "samples", "recon")
@@ -60,7 +60,7 @@ class FigureSet:
     def codes(self) -> np.ndarray:
         """z_mean of (at most MAX_SCATTER_POINTS) held-out images."""
         n = MAX_SCATTER_POINTS
-        return sampling.encode_mean(self.encoder, self.x[:n], self.labels(n))
+        return latent.encode_mean(self.encoder, self.x[:n], self.labels(n))
 
     @cached_property
     def projection(self):
@@ -76,7 +76,7 @@ def latent_projection(z: np.ndarray):
         return z, "z[0]", "z[1]", None, None
     if z.shape[1] == 1:
         return np.concatenate([z, np.zeros_like(z)], axis=1), "z[0]", "(latent is 1-D)", None, None
-    origin, axes, ratio = sampling.principal_axes(z)
+    origin, axes, ratio = latent.principal_axes(z)
     points = (z - origin) @ axes.T
     return (points, f"PC1 ({ratio[0]:.0%} of variance)", f"PC2 ({ratio[1]:.0%} of variance)",
             origin, axes)
@@ -92,8 +92,8 @@ def _loss(fs: FigureSet, out: Path) -> list[Path]:
 def _latent(fs: FigureSet, out: Path) -> list[Path]:
     labels = None if fs.y is None else fs.y[:MAX_SCATTER_POINTS]
     if fs.tsne and fs.latent_dim > 2:
-        n = min(len(fs.codes), sampling.MAX_TSNE_POINTS)
-        points = sampling.tsne_2d(fs.codes[:n], seed=fs.seed)
+        n = min(len(fs.codes), latent.MAX_TSNE_POINTS)
+        points = latent.tsne_2d(fs.codes[:n], seed=fs.seed)
         plots.plot_latent(points, None if labels is None else labels[:n], out / "latent-tsne.png",
                           xlabel="t-SNE 1", ylabel="t-SNE 2",
                           title=f"Latent space (t-SNE of {fs.latent_dim}-D z_mean, {n:,} images)")
@@ -116,7 +116,7 @@ def _manifold(fs: FigureSet, out: Path) -> list[Path]:
     written = []
     for k in classes:
         label = None if k is None else one_hot(np.array([k]), fs.num_classes)[0]
-        images, gx, gy = sampling.manifold(fs.decoder, fs.latent_dim, n=fs.grid, value_range=fs.value_range,
+        images, gx, gy = latent.manifold(fs.decoder, fs.latent_dim, n=fs.grid, value_range=fs.value_range,
                                            origin=origin, axes=axes, label=label)
         path = out / ("manifold.png" if k is None else f"manifold-{k}.png")
         plots.plot_manifold(images, gx, gy, path, xlabel=xl, ylabel=yl,
@@ -127,13 +127,13 @@ def _manifold(fs: FigureSet, out: Path) -> list[Path]:
 
 def _samples(fs: FigureSet, out: Path) -> list[Path]:
     if fs.num_classes is None:
-        z = sampling.prior_z(fs.n_samples, fs.latent_dim, seed=fs.seed)
-        plots.save_image_grid(sampling.decode(fs.decoder, z), out / "samples.png",
+        z = latent.prior_z(fs.n_samples, fs.latent_dim, seed=fs.seed)
+        plots.save_image_grid(latent.decode(fs.decoder, z), out / "samples.png",
                               title="Samples, z ~ N(0, I)")
     else:
         per_class = 10
-        z, labels = sampling.class_grid(fs.num_classes, per_class, fs.latent_dim, seed=fs.seed)
-        plots.plot_labelled_rows(sampling.decode(fs.decoder, z, labels), per_class,
+        z, labels = latent.class_grid(fs.num_classes, per_class, fs.latent_dim, seed=fs.seed)
+        plots.plot_labelled_rows(latent.decode(fs.decoder, z, labels), per_class,
                                  [f"label {k}" for k in range(fs.num_classes)], out / "samples.png",
                                  title="Samples per class, z ~ N(0, I) (one z per column)")
     return [out / "samples.png"]
@@ -144,8 +144,8 @@ def _recon(fs: FigureSet, out: Path) -> list[Path]:
     picks = np.linspace(0, len(fs.x) - 1, min(20, len(fs.x))).astype(int)
     originals = fs.x[picks]
     labels = None if fs.num_classes is None else one_hot(fs.y[picks], fs.num_classes)
-    codes = sampling.encode_mean(fs.encoder, originals, labels)
-    plots.plot_reconstructions(originals, sampling.decode(fs.decoder, codes, labels),
+    codes = latent.encode_mean(fs.encoder, originals, labels)
+    plots.plot_reconstructions(originals, latent.decode(fs.decoder, codes, labels),
                                out / "reconstructions.png", n=20)
     return [out / "reconstructions.png"]
 
@@ -160,7 +160,7 @@ def _interpolation(fs: FigureSet, out: Path) -> list[Path]:
     for a, b in picks.reshape(-1, 2):
         pair = fs.x[[a, b]]
         labels = None if fs.num_classes is None else one_hot(fs.y[[a, b]], fs.num_classes)
-        walk = sampling.interpolate_images(fs.encoder, fs.decoder, pair, INTERPOLATION_STEPS, labels)
+        walk = latent.interpolate_images(fs.encoder, fs.decoder, pair, INTERPOLATION_STEPS, labels)
         rows.append(np.concatenate([pair[:1], walk.images, pair[1:]]))
     plots.save_image_grid(np.concatenate(rows), out / "interpolation.png", ncols=INTERPOLATION_STEPS + 2,
                           title="Latent interpolations (first and last column: the held-out images)")
@@ -172,14 +172,14 @@ def _traversal(fs: FigureSet, out: Path) -> list[Path]:
     image, label = fs.x[fs.index:fs.index + 1], None
     if fs.num_classes is not None:
         label = one_hot(fs.y[fs.index:fs.index + 1], fs.num_classes)
-    origin = sampling.encode_mean(fs.encoder, image, label)[0]
+    origin = latent.encode_mean(fs.encoder, image, label)[0]
     dims = np.arange(fs.latent_dim)
     if fs.latent_dim > MAX_TRAVERSAL_DIMS:  # the most active units, in index order
         dims = np.sort(np.argsort(fs.codes.var(axis=0))[::-1][:MAX_TRAVERSAL_DIMS])
     values = np.linspace(-fs.traversal_range, fs.traversal_range, 11, dtype=np.float32)
-    z = sampling.traversal_z(origin, dims, values)
+    z = latent.traversal_z(origin, dims, values)
     labels = None if label is None else np.repeat(label, len(z), axis=0)
-    plots.plot_traversal(sampling.decode(fs.decoder, z, labels), len(dims), len(values), values,
+    plots.plot_traversal(latent.decode(fs.decoder, z, labels), len(dims), len(values), values,
                          out / "traversal.png", dims=dims,
                          title=f"Latent traversal from held-out image #{fs.index}")
     return [out / "traversal.png"]

@@ -22,7 +22,7 @@ from .data import ConditionalBatches, Dataset, one_hot, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
 from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
-from .sampling import class_grid
+from .latent import class_grid
 from .speed import choose as choose_speed, has_gpu, speed_metrics
 
 
@@ -74,7 +74,7 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
                progress: resume.Progress, stops: resume.StopSignals, train_seconds: list[float]):
     import keras
 
-    from . import plots, sampling
+    from . import latent, plots
     from .layers import IWAELoss, Sampling
 
     # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
@@ -130,7 +130,7 @@ def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
             if improved:
                 rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
             # A plain PNG mosaic (enlarged 3x) costs ~10 ms; a matplotlib figure cost ~0.15 s per epoch.
-            images = sampling.decode(models.decoder, *fixed_inputs[0])
+            images = latent.decode(models.decoder, *fixed_inputs[0])
             mosaic = plots.tile_images(images, ncols=fixed_inputs[1])
             plots.save_image(mosaic.repeat(3, axis=0).repeat(3, axis=1),
                              run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png")

@@ -112,7 +112,7 @@ def _walk(run, args):
     from ..data import one_hot
     from ..errors import UsageError
     from ..run import load_held_out
-    from ..sampling import interpolate_images
+    from ..latent import interpolate_images
 
     held = load_held_out(run, args.dataset)
     i, j = args.interpolate
@@ -126,7 +126,7 @@ def _walk(run, args):
 
 def sample_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
-    from ..export import check_output_folder, new_output_folder, write_samples
+    from ..generated import check_output_folder, new_output_folder, write_samples
     from ..run import GENERATED_DIR, check_can_create, read_run_config
 
     run_path = Path(args.run).expanduser()
@@ -140,7 +140,7 @@ def sample_command(args: argparse.Namespace) -> int:
 
     quiet_tensorflow()
     from ..run import load_run
-    from ..sampling import binarize, generate_batches
+    from ..latent import binarize, generate_batches
 
     run = load_run(run_path)
     classes = num_classes if config.conditional else None

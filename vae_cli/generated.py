@@ -23,7 +23,7 @@ from . import plots
 from .atomic import atomic_path
 from .errors import UsageError
 from .run import check_can_create, make_unique_dir
-from .sampling import Samples
+from .latent import Samples
 
 GRID_MAX = 400  # a 20 x 20 grid is the most that stays readable in one PNG
 
