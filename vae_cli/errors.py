@@ -48,3 +48,10 @@ def describe_os_error(e: OSError) -> str:
     reason = e.strerror or (os.strerror(e.errno) if e.errno else " ".join(str(e).split())[:200])
     where = f" ({e.filename})" if e.filename else ""
     return f"{reason}{where}: {_OS_ERROR_HINTS.get(e.errno, 'check the file and its folder')}"
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception's first non-empty line (its type name when it has no text), at most `limit`
+    characters: libraries such as h5py and PIL put multi-line reports in their messages."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]

@@ -9,12 +9,12 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from .config import LIKELIHOODS
 from .losses import free_bits_kl, kl_divergence, log_normal_diag, log_standard_normal, logmeanexp, reconstruction_nll
 
 # exp(log_var) must stay finite even when a diverging encoder emits huge values; e^20 ~ 5e8 is
 # already far beyond any useful posterior variance for data in [0, 1].
 LOG_VAR_RANGE = (-30.0, 20.0)
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 
 
 def _check_likelihood(likelihood):
