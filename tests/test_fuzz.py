@@ -177,7 +177,7 @@ def test_random_run_configs_are_refused_or_valid(meta):
 
 
 def test_the_fuzzers_ran():
-    """Every fuzzer ran its examples and reached both outcomes (counts are in the README)."""
+    """Every fuzzer ran its examples and reached both outcomes (counts are in docs/reliability.md)."""
     if len(COUNTS) < 4:
         pytest.skip("run together with the fuzz tests above")
     print(f"fuzz cases: {COUNTS}")

@@ -109,7 +109,7 @@ def test_vae_plot_flag_values(patched, argv):
 
 
 def test_the_command_fuzzers_ran():
-    """Each command's fuzzer ran its examples and saw both outcomes (the counts are in the README)."""
+    """Each command's fuzzer ran its examples and saw both outcomes (the counts are in docs/reliability.md)."""
     if len(OUTCOMES) < 3:
         pytest.skip("run together with the fuzz tests above")
     print(f"command fuzz cases: {OUTCOMES}")

@@ -1,4 +1,4 @@
-"""Hostile and broken input, one parametrised case per row of the README table "Bad input".
+"""Hostile and broken input, one parametrised case per row of the table "Bad input" in docs/reliability.md.
 
 Every case builds its input in a fresh folder, snapshots every file's hash, runs the command
 in-process, and checks: the documented exit code, exactly one line on stderr matching the
@@ -26,7 +26,7 @@ from vae_cli.cli.sample import main as sample_main
 from vae_cli.cli.train import main as train_main
 
 COMMANDS = {"vae-train": train_main, "vae-plot": plot_main, "vae-sample": sample_main, "vae-eval": eval_main}
-README = Path(__file__).resolve().parents[1] / "README.md"
+RELIABILITY_DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
 
 @dataclass
@@ -316,11 +316,11 @@ def check_case(case: Case, tmp_path: Path, capsys, monkeypatch, request) -> None
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_readme_table_lists_every_case():
-    """The README's bad-input table and the two hostile-input test files describe the same rows."""
+def test_docs_table_lists_every_case():
+    """The bad-input table of docs/reliability.md and the two hostile-input test files describe the same rows."""
     from tests.test_hostile_run_commands import RUN_CASES
 
-    table = README.read_text().split("### Bad input")[1].split("\n### ")[0]
+    table = RELIABILITY_DOC.read_text().split("### Bad input")[1].split("\n### ")[0]
     ids = re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.MULTILINE)
     assert len(ids) == len(set(ids))
     assert set(ids) == {c.id for c in CASES + RUN_CASES}

@@ -1,6 +1,6 @@
 """Hostile and broken input for the commands that read a run: vae-plot, vae-sample, vae-eval.
 
-Same contract and harness as tests/test_hostile_input.py (one README row per case): the
+Same contract and harness as tests/test_hostile_input.py (one row of docs/reliability.md per case): the
 documented exit code, one stderr line naming the problem and the fix, no traceback, no existing
 file changed, and for exit code 2 nothing written at all. The run is a copy of the shared tiny
 Gaussian run (12x12 images, latent 2, unconditional) or of the conditional MNIST run.
