@@ -1,9 +1,9 @@
-"""The README's model-quality table: train presets on the 5,000 bundled MNIST digits, score them
-on the real MNIST test set.
+"""The model-quality table of docs/model-quality.md: train presets on the 5,000 bundled MNIST
+digits, score them on the real MNIST test set.
 
     python benchmarks/quality.py                                  # presets, baseline, every ablation
-    python benchmarks/quality.py --ablations none --readme README.md
-    python benchmarks/quality.py --reuse --ablations no-shift,iwae --readme README.md
+    python benchmarks/quality.py --ablations none --readme docs/model-quality.md
+    python benchmarks/quality.py --reuse --ablations no-shift,iwae --readme docs/model-quality.md
 
 Each row is one real `vae-train` run (vae_cli.train.train into a run directory under --out), then
 scored by `vae-eval RUN --dataset idx:TEST` (vae_cli.cli.eval.main, the user's command): the
