@@ -83,3 +83,14 @@ def test_the_quality_table_markers_are_where_benchmarks_quality_writes():
     text = (REPO / "docs" / "model-quality.md").read_text(encoding="utf-8")
     start, end = text.index("<!-- quality-table:start -->"), text.index("<!-- quality-table:end -->")
     assert start < end and "| preset |" in text[start:end]
+
+
+def test_the_code_map_names_every_module():
+    """docs/development.md's code map has one row per module of the package, and no stale row."""
+    text = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
+    code_map = text.split("## Code map")[1].split("\n## ")[0]
+    mapped = set(re.findall(r"^\| `([\w/]+\.py)` \|", code_map, re.MULTILINE))
+    package = REPO / "vae_cli"
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    assert not modules - mapped, f"docs/development.md's code map misses {sorted(modules - mapped)}"
+    assert not mapped - modules, f"docs/development.md's code map names missing modules {sorted(mapped - modules)}"
