@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import vae_cli.evaluate
-import vae_cli.export
+import vae_cli.generated
 import vae_cli.figures  # noqa: F401
 from tests.faults import FullDisk, read_only
 from tests.test_hostile_input import (
