@@ -5,8 +5,8 @@ digits, score them on the real MNIST test set.
     python benchmarks/quality.py --ablations none --readme docs/model-quality.md
     python benchmarks/quality.py --reuse --ablations no-shift,iwae --readme docs/model-quality.md
 
-Each row is one real `vae-train` run (vae_cli.train.train into a run directory under --out), then
-scored by `vae-eval RUN --dataset idx:TEST` (vae_cli.cli.eval.main, the user's command): the
+Each row is one real `vae-train` run (vae_cli.train_run.train_new_run: a new run directory under
+--out), then scored by `vae-eval RUN --dataset idx:TEST` (vae_cli.cli.eval.main, the user's command): the
 negative ELBO over all test digits (one z per digit, as in training) and the importance-weighted
 bound on -log p(x) with K samples on the first --iw-examples digits. Runs trained with
 `binarize` are scored on a binarised copy of the test set, as vae-eval does for them. Numbers are
@@ -152,30 +152,28 @@ def vae_eval(run: Path, args, name: str, *flags: str) -> dict:
 def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
     """Train one variant into a run directory, then score it on the test set with vae-eval."""
     from vae_cli.config import resolve
-    from vae_cli.data import load_dataset
-    from vae_cli.run import RunDir, load_run
-    from vae_cli.train import train
+    from vae_cli.run import load_run
+    from vae_cli.train_run import train_new_run
 
     config = resolve(preset, {**changes, "dataset": "mnist-5k", "out": args.out,
                               "name": re.sub(r"[^A-Za-z0-9._-]", "_", Path(preset).stem)[:60] or "preset"})
-    data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed)
-    run = RunDir.create(config.out, config.run_name)
     load_before = os.getloadavg()
-    result = train(config, data, run, log=lambda *a: None)
+    result = train_new_run(config, log=lambda *a: None)
     load_after = os.getloadavg()
+    run, data = result.run_path, result.metrics["dataset"]
     t0 = time.perf_counter()
     limit = ("--examples", str(args.test_examples)) if args.test_examples else ()
-    full = vae_eval(run.path, args, "eval-test", "--iw-samples", "0", *limit)
+    full = vae_eval(run, args, "eval-test", "--iw-samples", "0", *limit)
     k = args.iw_samples if kind == "preset" else args.ablation_iw_samples  # the reference is an ablation row
-    sub = (vae_eval(run.path, args, f"eval-test-iw{k}", "--iw-samples", str(k), "--examples", str(args.iw_examples))
+    sub = (vae_eval(run, args, f"eval-test-iw{k}", "--iw-samples", str(k), "--examples", str(args.iw_examples))
            if k else {"n_examples": 0, "neg_elbo": None})
     eval_seconds = time.perf_counter() - t0
     val = np.add(result.history["val_recon"], result.history["val_kl"])  # what early stopping follows
     row = {
-        "label": label, "preset": preset, "changes": changes, "kind": kind, "run": str(run.path),
-        "n_train": len(data.x_train), "n_val": len(data.x_val),
+        "label": label, "preset": preset, "changes": changes, "kind": kind, "run": str(run),
+        "n_train": data["n_train"], "n_val": data["n_val"],
         "arch": config.arch, "latent_dim": config.latent_dim, "likelihood": config.likelihood,
-        "binarized_test": full["protocol"]["binarized"], "params": int(load_run(run.path).vae.count_params()),
+        "binarized_test": full["protocol"]["binarized"], "params": int(load_run(run).vae.count_params()),
         "epochs": result.metrics["epochs"], "best_epoch": int(np.argmin(val)) + 1,
         "val_neg_elbo_best": float(val.min()), "val_neg_elbo_last": float(val[-1]),
         "train_seconds": result.metrics["wall_seconds"],

@@ -23,7 +23,7 @@ import vae_cli.train  # noqa: F401  (imports keras now, not inside an example)
 from vae_cli.cli.train import build_parser, main as train_main
 from vae_cli.config import FIELDS, Config
 from vae_cli.errors import UsageError
-from vae_cli.resume import _check_progress
+from vae_cli.checkpoint import _check_progress
 from vae_cli.run import read_run_config
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,

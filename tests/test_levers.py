@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from vae_cli.callbacks import kl_weight
+from vae_cli.checkpoint import Progress, validation_neg_elbo
 from vae_cli.config import Config, resolve
 from vae_cli.data import BinarizedValidation, binarize, load_dataset
 from vae_cli.errors import UsageError
@@ -15,8 +17,7 @@ from vae_cli.evaluate import evaluate
 from vae_cli.layers import Binarize, IWAELoss, IWSampling, ReconstructionLoss, Sampling, TileRows
 from vae_cli.losses import free_bits_kl, kl_divergence, reconstruction_nll
 from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
-from vae_cli.resume import Progress, validation_neg_elbo
-from vae_cli.train import _make_optimizer, kl_weight
+from vae_cli.train import _make_optimizer
 
 # ------------------------------------------------------------------------------ KL warm-up
 

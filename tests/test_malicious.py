@@ -112,7 +112,7 @@ def test_symlinks_out_of_a_run_are_refused_before_any_read_or_write(tmp_path):
 def test_checkpoint_progress_record_is_parsed_as_data_only(tmp_path, marker):
     import h5py
 
-    from vae_cli.resume import PROGRESS_ATTR, read_progress
+    from vae_cli.checkpoint import PROGRESS_ATTR, read_progress
 
     path = tmp_path / "checkpoint.weights.h5"
     with h5py.File(path, "w") as f:

@@ -1,4 +1,5 @@
-"""The run directory: its layout, atomic writes into it, and the one loader that reads it back.
+"""The run directory: its layout, atomic writes into it, the lock held while it is trained, and
+the one loader that reads it back.
 
 Layout of `<out>/<YYYYmmdd-HHMMSS>-<name>/` (every file is written to a temporary name in the
 same folder and renamed, so a kill leaves the old file or the new one, never half of one):
@@ -14,6 +15,7 @@ same folder and renamed, so a kill leaves the old file or the new one, never hal
 7. tensorboard/          TensorBoard logs (appended by TensorFlow, the one non-atomic writer)
 8. checkpoint.weights.h5 weights + optimizer + RNG state + history after the last finished
                          epoch, in one file: what `vae-train --resume` continues from
+                         (checkpoint.py)
 Written later by the commands that read a run (never over a file training wrote):
 9. plots/                vae-plot's figures
 10. generated/<stamp>/   vae-sample's images and arrays (when no --out is given)
@@ -22,6 +24,7 @@ Written later by the commands that read a run (never over a file training wrote)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -30,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .atomic import atomic_path, write_json, write_text, write_weights  # noqa: F401  (re-exported for callers)
 from .config import FORMAT_VERSION, FUSED_DECODER_FORMAT, Config, config_from_dict
@@ -118,6 +121,30 @@ class RunDir:
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
+
+
+@contextlib.contextmanager
+def run_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Exclusive lock on a run directory while a process trains into it (released on exit,
+    even by SIGKILL), so two processes never write the same run."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a directory; give a run directory made by vae-train")
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing to lock with
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{path} is being trained by another vae-train process; wait for it "
+                             "to finish or stop it first") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def save_config(run: RunDir, config: Config, input_shape, num_classes, data_info: dict) -> None:

@@ -1,28 +1,33 @@
 """train(config, data, run): compile, fit with the run's callbacks, and persist every artifact.
 
-The trainer decides nothing about file names (run.py) or figure looks (figures.py/plots.py);
-it only orders the work: models -> fit -> weights -> figures -> metrics.
+The trainer decides nothing about file names (run.py), checkpoints (checkpoint.py), per-epoch
+writing (callbacks.py) or figure looks (figures.py/plots.py); it only orders the work:
+models -> fit -> weights -> figures -> metrics. train_run.py wraps it into a whole vae-train run
+(data, checks, run directory, lock).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import platform
 import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from . import __version__, distribute, resume, run as rundir
+from . import __version__, distribute, run as rundir
+from .callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopAtSafePoint, StopOnNaN
+from .checkpoint import Progress, load_checkpoint, saved_epochs_text, saved_progress
 from .config import Config
 from .data import ConditionalBatches, Dataset, one_hot, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
 from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
 from .latent import class_grid
+from .signals import SIGNAL_NAMES, StopSignals
 from .speed import choose as choose_speed, has_gpu, speed_metrics
 
 
@@ -32,26 +37,11 @@ EVAL_EXAMPLES = 2000
 EVAL_IW_SAMPLES = 50
 
 
-def kl_weight(epoch: int, beta: float, warmup_epochs: int) -> float:
-    """KL weight used during 0-based `epoch`: 0 at the first epoch, rising linearly to beta
-    at epoch `warmup_epochs` and constant after; just beta without warm-up."""
-    if warmup_epochs <= 0:
-        return float(beta)
-    return float(beta) * min(1.0, epoch / warmup_epochs)
-
-
 @dataclass
 class TrainResult:
-    history: dict
-    metrics: dict
-
-
-class NonFiniteLoss(Exception):
-    """The loss became NaN/Inf; `where` says when, for the one-line message."""
-
-    def __init__(self, where: str):
-        super().__init__(where)
-        self.where = where
+    history: dict  # {"loss": [...], "val_loss": [...], ...}, one value per epoch
+    metrics: dict  # what metrics.json holds; empty on a worker other than the chief
+    run_path: Path | None = None  # the run directory; None on a worker other than the chief
 
 
 def check_data(config: Config, data: Dataset) -> None:
@@ -68,79 +58,6 @@ def _fixed_inputs(config: Config, num_classes: int | None):
     if num_classes is None:
         return (np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"),), 8
     return class_grid(num_classes, 10, config.latent_dim, seed=config.seed), 10
-
-
-def _callbacks(config: Config, run: rundir.RunDir, models, fixed_inputs,
-               progress: resume.Progress, stops: resume.StopSignals, train_seconds: list[float]):
-    import keras
-
-    from . import latent, plots
-    from .layers import IWAELoss, Sampling
-
-    # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
-    betas = [layer.beta for layer in models.vae._flatten_layers() if isinstance(layer, (Sampling, IWAELoss))]
-
-    class KLWarmup(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            for beta in betas:
-                beta.assign(kl_weight(epoch, config.beta, config.kl_warmup_epochs))
-
-        def on_epoch_end(self, epoch, logs=None):
-            if config.kl_warmup_epochs and logs is not None:  # a history.csv column during warm-up
-                logs["kl_weight"] = kl_weight(epoch, config.beta, config.kl_warmup_epochs)
-
-    class StopOnNaN(keras.callbacks.Callback):
-        """Like keras TerminateOnNaN, but stops at once and says where it happened."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.first = batch  # one call runs steps_per_execution batches: first..batch
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                steps = f"step {batch + 1}" if batch == self.first else f"steps {self.first + 1}-{batch + 1}"
-                raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {self.epoch + 1}, {steps}")
-
-    class RunWriter(keras.callbacks.Callback):
-        """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid from a fixed z and,
-        last, the resume checkpoint, so a checkpoint never runs ahead of the other files."""
-
-        def on_train_begin(self, logs=None):
-            self.fit_start, self.fit_before = time.perf_counter(), progress.fit_seconds
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-            self.t_val = None
-
-        def on_test_begin(self, logs=None):  # fit's validation: the training part of the epoch is over
-            self.t_val = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.perf_counter()
-            train_seconds.append((self.t_val or now) - self.t0)
-            logs = {k: float(v) for k, v in (logs or {}).items()}
-            bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
-            if bad:
-                raise NonFiniteLoss(f"{bad[0]} became {logs[bad[0]]} at the end of epoch {epoch + 1}")
-            improved = progress.record(epoch + 1, logs, now - self.t0, self.fit_before + now - self.fit_start)
-            rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
-            if improved:
-                rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
-            # A plain PNG mosaic (enlarged 3x) costs ~10 ms; a matplotlib figure cost ~0.15 s per epoch.
-            images = latent.decode(models.decoder, *fixed_inputs[0])
-            mosaic = plots.tile_images(images, ncols=fixed_inputs[1])
-            plots.save_image(mosaic.repeat(3, axis=0).repeat(3, axis=1),
-                             run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png")
-            resume.save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
-            if config.patience and progress.epochs_since_best() >= config.patience:
-                self.model.stop_training = True  # early stopping; _fit restores the best epoch
-
-    tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
-                                              profile_batch=0)
-    return [KLWarmup(), StopOnNaN(), RunWriter(), tensorboard, resume.stop_callback(stops)]
 
 
 def _make_optimizer(config: Config, steps_per_epoch: int):
@@ -162,13 +79,14 @@ def describe_devices() -> list[str]:
 
 
 def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None,
-          resume_run: bool = False) -> TrainResult:
+          resume_run: bool = False, callbacks=()) -> TrainResult:
     """Train into `run`; with resume_run, continue from its checkpoint (weights, optimizer, RNG,
     history). SIGINT/SIGTERM raise Interrupted after saving; a NaN loss raises TrainingFailed
     after writing the artifacts of the last good epoch.
 
     `data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy from
-    distribute.make_strategy (None: one device)."""
+    distribute.make_strategy (None: one device); `callbacks` extra Keras callbacks, run after the
+    run's own (callbacks.py), so at an epoch's end they see it recorded and checkpointed."""
     import tensorflow as tf
 
     from .data import BinarizedValidation
@@ -176,19 +94,21 @@ def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strat
     strategy = strategy or tf.distribute.get_strategy()
     if config.binarize:  # training images are binarised in the model, every step (layers.Binarize)
         data = BinarizedValidation(data, config.seed)
-    with resume.StopSignals() as stops:
+    with StopSignals() as stops:
         try:
-            return _train(config, data, run, log, resume_run, stops, strategy)
+            return _train(config, data, run, log, resume_run, stops, strategy, list(callbacks))
         except (Interrupted, OSError, MemoryError, _resource_exhausted()) as e:
             raise _stopped_early(e, config, run) from None
 
 
 def _stopped_early(e: BaseException, config: Config, run: rundir.RunDir) -> Exception:
     """The one-line error for a run that stopped before finishing; metrics.json says why."""
-    saved = resume.saved_progress(run / rundir.CHECKPOINT_FILE)  # what a resume will find
-    kept = resume.saved_epochs_text(saved.epochs_done)
+    saved = saved_progress(run / rundir.CHECKPOINT_FILE)  # what a resume will find
+    kept = saved_epochs_text(saved.epochs_done)
     if isinstance(e, Interrupted):
-        error = Interrupted(e.signum, resume.interrupted_message(e.signum, saved, config, run.path))
+        error = Interrupted(e.signum, f"interrupted by {SIGNAL_NAMES.get(e.signum, e.signum)} with "
+                            f"{saved.epochs_done} of {config.epochs} epochs finished; {kept}. "
+                            f"Resume with: vae-train --resume {run.path}")
     elif isinstance(e, OSError):  # disk full, folder removed, ...: the last checkpoint is intact
         error = TrainingFailed(f"error: writing into {run.path} failed: {describe_os_error(e)}; {kept}. "
                                f"Then continue with: vae-train --resume {run.path}")
@@ -199,7 +119,7 @@ def _stopped_early(e: BaseException, config: Config, run: rundir.RunDir) -> Exce
     return error
 
 
-def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
+def _train(config, data, run, log, resume_run, stops, strategy, callbacks) -> TrainResult:
     import keras
 
     from .models import build_vae
@@ -220,17 +140,21 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
                            steps_per_execution=settings.steps_per_execution, jit_compile=settings.jit_compile)
         progress = _start(config, data, run, models, resume_run, log)
     feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
-    train_seconds: list[float] = []  # per epoch of this process, the training batches only
+    writer = RunWriter(run, progress, models.decoder, *_fixed_inputs(config, num_classes), patience=config.patience)
+    tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
+                                              profile_batch=0)
+    own = [KLWarmup(models.vae, config.beta, config.kl_warmup_epochs), StopOnNaN(), writer, tensorboard,
+           StopAtSafePoint(stops)]
     cpu_start = time.process_time()
-    failure = _fit(config, feed, run, models, progress, stops, strategy, num_classes, train_seconds)
+    failure = _fit(config, feed, run, models, progress, stops, strategy, [*own, *callbacks])
     cpu_seconds = time.process_time() - cpu_start
     if not distribute.is_default(strategy):
         models = distribute.single_device_copy(
             models, lambda: build_vae(config, data.input_shape, num_classes), strategy, log=log)
         if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
-            return TrainResult(progress.history_columns(), {})
+            return TrainResult(progress.history_columns(), {}, None)
     metrics = _finish(config, data, run, models, progress, devices, log, num_classes)
-    metrics.update(speed_metrics(data.n_train, progress.epoch_seconds, train_seconds, settings))
+    metrics.update(speed_metrics(data.n_train, progress.epoch_seconds, writer.train_seconds, settings))
     # this process's training on all threads: unlike wall time, not inflated by other jobs
     metrics["cpu_seconds"] = round(cpu_seconds, 3)
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
@@ -241,15 +165,15 @@ def _train(config, data, run, log, resume_run, stops, strategy) -> TrainResult:
     if failure:
         raise TrainingFailed(f"{failure}; {run.path} holds the weights and figures of epoch "
                              f"{progress.epochs_done}, the last good one")
-    return TrainResult(progress.history_columns(), metrics)
+    return TrainResult(progress.history_columns(), metrics, run.path)
 
 
-def _start(config, data, run, models, resume_run, log) -> resume.Progress:
+def _start(config, data, run, models, resume_run, log) -> Progress:
     """Restore a resumed run's checkpoint (before anything is written), then write config.json."""
-    progress = resume.Progress()
+    progress = Progress()
     checkpoint = run / rundir.CHECKPOINT_FILE
     if resume_run and checkpoint.exists():
-        progress = resume.load_checkpoint(checkpoint, models.vae)
+        progress = load_checkpoint(checkpoint, models.vae)
     rundir.save_config(run, config, data.input_shape, data.num_classes,
                        {"requested": config.dataset, **data.info})
     if resume_run:
@@ -260,11 +184,9 @@ def _start(config, data, run, models, resume_run, log) -> resume.Progress:
     return progress
 
 
-def _fit(config, data, run, models, progress, stops, strategy, num_classes, train_seconds) -> str | None:
+def _fit(config, data, run, models, progress, stops, strategy, callbacks) -> str | None:
     """Train the remaining epochs; on a NaN/Inf loss, return why after restoring the last good
     epoch (or raise TrainingFailed when there is none)."""
-    callbacks = _callbacks(config, run, models, _fixed_inputs(config, num_classes), progress, stops,
-                           train_seconds)
     if progress.epochs_done >= config.epochs:
         return None
     # Under multiworker every worker must reach every collective step, so a signal cannot wait
@@ -284,7 +206,7 @@ def _fit(config, data, run, models, progress, stops, strategy, num_classes, trai
             _write_status(run, "failed", progress, config, failure)
             raise TrainingFailed(f"{failure}; no epoch had finished, so no weights were kept") from None
         with strategy.scope():
-            resume.load_checkpoint(run / rundir.CHECKPOINT_FILE, models.vae)  # the last good epoch
+            load_checkpoint(run / rundir.CHECKPOINT_FILE, models.vae)  # the last good epoch
         return failure
     return None
 

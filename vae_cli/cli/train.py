@@ -1,9 +1,8 @@
-"""vae-train: flags + preset -> Config -> data -> run directory -> trained model and figures."""
+"""vae-train: flags + preset -> Config -> train_run (data -> run directory -> trained model and figures)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 
@@ -68,68 +67,17 @@ def train_command(args: dict) -> int:
     resume_dir = args.pop("resume", None)
     # before importing numpy (resume, data, run): bad flags fail in ~0.1 s
     config = resolve(preset, args) if resume_dir is None else None
-    from ..resume import StopSignals, plan_resume, run_lock
-
-    with StopSignals():  # SIGTERM while loading data: one line and exit 143, like Ctrl-C
-        if resume_dir is None:
-            return _train(config, None)
-        with run_lock(resume_dir):  # before any check, so a run in use is refused at once
-            return _train(None, plan_resume(resume_dir, preset, args))
-
-
-@contextlib.contextmanager
-def _run_directory(config, role, plan):
-    """The resumed run (locked by train_command), or a new one, locked while it is trained."""
-    from ..distribute import run_directory
-    from ..resume import run_lock
-
-    if plan:
-        yield plan.run
-        return
-    with run_directory(config, role) as run, run_lock(run.path):
-        yield run
-
-
-def _train(config, plan) -> int:
-    from ..data import check_dataset_spec
-    from ..distribute import read_role
-    from ..resume import check_same_data
-    from ..run import check_output_root
-
-    config = plan.config if plan else config
-    check_dataset_spec(config.dataset)
-    role = read_role(config.strategy)
-    if role.is_chief and not plan:
-        check_output_root(config.out)
-
     quiet_tensorflow()
-    from ..data import load_dataset
-    from ..distribute import check_batch_size, make_strategy, wait_for_all
-    from ..train import check_data, train
+    from ..train_run import resume_run, train_new_run
 
-    strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
-    check_batch_size(config.batch_size, strategy, config.strategy)
-    data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
-                        image_size=config.image_hw, channels=config.channels)
-    check_data(config, data)
-    print(f"data: {data.source}; {data.n_train:,} train / {data.n_val:,} "
-          f"{data.val_split}, images {'x'.join(map(str, data.input_shape))}")
-    if plan:
-        check_same_data(plan, data.source, data.input_shape)
-    with _run_directory(config, role, plan) as run:
-        if role.is_chief:
-            print(f"run directory: {run.path}")
-        result = train(config, data, run, strategy=strategy, resume_run=plan is not None)
-    wait_for_all(strategy)
-    if not role.is_chief:
-        print(f"{role.describe()}: finished; the chief wrote the run directory")
+    result = train_new_run(config) if resume_dir is None else resume_run(resume_dir, preset, args)
+    if result.run_path is None:  # a worker other than the chief: it said so
         return 0
-    final = result.metrics["final"]
-    print(f"done in {result.metrics['wall_seconds']:.1f} s "
-          f"({result.metrics['train_samples_per_second']:,.0f} samples/s): "
+    metrics, final = result.metrics, result.metrics["final"]
+    print(f"done in {metrics['wall_seconds']:.1f} s ({metrics['train_samples_per_second']:,.0f} samples/s): "
           f"val loss {final.get('val_loss', float('nan')):.2f} nats "
           f"(recon {final.get('val_recon', float('nan')):.2f}, kl {final.get('val_kl', float('nan')):.2f})")
-    print(f"run directory: {run.path}")
+    print(f"run directory: {result.run_path}")
     return 0
 
 

@@ -1,0 +1,135 @@
+"""The Keras callbacks every training run uses; train.py puts them in this order:
+
+KLWarmup         the KL weight of each epoch (kl_weight), logged while it rises
+StopOnNaN        ends training at once on a NaN/Inf loss, saying where (NonFiniteLoss)
+RunWriter        per epoch: history.csv, best.weights.h5, a sample grid and, last, the checkpoint
+StopAtSafePoint  acts on a SIGINT/SIGTERM that signals.StopSignals recorded during fit
+
+Each takes what it needs in its constructor; extra callbacks (train.train's `callbacks`) run
+after these. Importing this module imports Keras: only the trainer does, after the fast checks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+
+from . import latent, plots, run as rundir
+from .checkpoint import Progress, save_checkpoint
+from .layers import IWAELoss, Sampling
+from .signals import StopSignals
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN/Inf; `where` says when, for the one-line message."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def kl_weight(epoch: int, beta: float, warmup_epochs: int) -> float:
+    """KL weight used during 0-based `epoch`: 0 at the first epoch, rising linearly to beta
+    at epoch `warmup_epochs` and constant after; just beta without warm-up."""
+    if warmup_epochs <= 0:
+        return float(beta)
+    return float(beta) * min(1.0, epoch / warmup_epochs)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Sets the KL weight of `vae` for each epoch; during warm-up also logs it (a history.csv
+    column)."""
+
+    def __init__(self, vae, beta: float, warmup_epochs: int):
+        super().__init__()
+        # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
+        self.kl_weights = [layer.beta for layer in vae._flatten_layers() if isinstance(layer, (Sampling, IWAELoss))]
+        self.beta, self.warmup_epochs = beta, warmup_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for weight in self.kl_weights:
+            weight.assign(kl_weight(epoch, self.beta, self.warmup_epochs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.warmup_epochs and logs is not None:
+            logs["kl_weight"] = kl_weight(epoch, self.beta, self.warmup_epochs)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Like keras TerminateOnNaN, but stops at once and says where it happened."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.first = batch  # one call runs steps_per_execution batches: first..batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            steps = f"step {batch + 1}" if batch == self.first else f"steps {self.first + 1}-{batch + 1}"
+            raise NonFiniteLoss(f"the loss became {float(loss)} at epoch {self.epoch + 1}, {steps}")
+
+
+class RunWriter(keras.callbacks.Callback):
+    """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid decoded from the fixed
+    `sample_inputs` (`ncols` images a row) and, last, the resume checkpoint, so a checkpoint never
+    runs ahead of the other files. Records each epoch in `progress`, and in `train_seconds` the
+    training part of each epoch of this process (without validation). With `patience`, stops
+    training that many epochs after the best one (the trainer then restores the best)."""
+
+    def __init__(self, run: rundir.RunDir, progress: Progress, decoder, sample_inputs: tuple, ncols: int,
+                 patience: int = 0):
+        super().__init__()
+        self.run, self.progress, self.decoder = run, progress, decoder
+        self.sample_inputs, self.ncols, self.patience = sample_inputs, ncols, patience
+        self.train_seconds: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self.fit_start, self.fit_before = time.perf_counter(), self.progress.fit_seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+        self.t_val = None
+
+    def on_test_begin(self, logs=None):  # fit's validation: the training part of the epoch is over
+        self.t_val = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.train_seconds.append((self.t_val or now) - self.t0)
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
+        if bad:
+            raise NonFiniteLoss(f"{bad[0]} became {logs[bad[0]]} at the end of epoch {epoch + 1}")
+        progress, run = self.progress, self.run
+        improved = progress.record(epoch + 1, logs, now - self.t0, self.fit_before + now - self.fit_start)
+        rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
+        if improved:
+            rundir.write_weights(run / rundir.BEST_WEIGHTS_FILE, self.model)
+        # A plain PNG mosaic (enlarged 3x) costs ~10 ms; a matplotlib figure cost ~0.15 s per epoch.
+        images = latent.decode(self.decoder, *self.sample_inputs)
+        mosaic = plots.tile_images(images, ncols=self.ncols)
+        plots.save_image(mosaic.repeat(3, axis=0).repeat(3, axis=1),
+                         run / rundir.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png")
+        save_checkpoint(run / rundir.CHECKPOINT_FILE, self.model, progress)
+        if self.patience and progress.epochs_since_best() >= self.patience:
+            self.model.stop_training = True  # early stopping
+
+
+class StopAtSafePoint(keras.callbacks.Callback):
+    """Ends fit at a batch boundary once `stops` recorded a stop request. A request that arrives
+    during validation is acted on when the next epoch begins, after every epoch-end callback (the
+    checkpoint included) has seen the finished epoch."""
+
+    def __init__(self, stops: StopSignals):
+        super().__init__()
+        self.stops = stops
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stops.check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stops.check()
