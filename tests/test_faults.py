@@ -9,11 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-import vae_cli.train as trainer
 from tests.faults import full_disk
 from tests.test_resume import assert_nothing_half_written, history_rows, weights
+from vae_cli.cli.common import run_main
 from vae_cli.cli.train import main
+from vae_cli.config import resolve
 from vae_cli.layers import Sampling
+from vae_cli.train_run import train_new_run
 
 
 @pytest.fixture(scope="module")
@@ -25,32 +27,32 @@ def small_npz(tmp_path_factory):
     return path
 
 
-def args(npz, out, *extra):
-    return ["--arch", "mlp", "--hidden-dim", "16", "--dataset", f"npz:{npz}", "--batch-size", "60",
-            "--out", str(out), *extra]
+def vae_train_with(callback, npz, out, **settings) -> int:
+    """What `vae-train --arch mlp --hidden-dim 16 --dataset npz:NPZ --batch-size 60 --out OUT`
+    does, with one more Keras callback (train_new_run's `callbacks`): how the faults below are
+    injected. Returns the exit code; errors go to stderr as vae-train writes them."""
+    config = resolve(None, {"arch": "mlp", "hidden_dim": 16, "dataset": f"npz:{npz}", "batch_size": 60,
+                            "out": str(out), **settings})
+
+    def work():
+        train_new_run(config, callbacks=[callback])
+        return 0
+
+    return run_main("vae-train", work)
 
 
-def with_extra_callback(monkeypatch, make_callback):
-    """Append a callback to the trainer's own list: how the faults below are injected."""
-    original = trainer._callbacks
-
-    def patched(config, run, models, *rest):
-        return [*original(config, run, models, *rest), make_callback(models)]
-
-    monkeypatch.setattr(trainer, "_callbacks", patched)
-
-
-def poison_weights_at(epoch_index):
+class PoisonWeightsAt(keras.callbacks.Callback):
     """At the start of a 0-based epoch, set the encoder's z_mean kernel to NaN: what divergence
     looks like (z_mean has no activation, so the very next loss is NaN)."""
-    def make(models):
-        class Poison(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                if epoch == epoch_index:
-                    kernel = models.encoder.get_layer("z_mean").kernel
-                    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
-        return Poison()
-    return make
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.at = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            kernel = self.model.get_layer("encoder").get_layer("z_mean").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
 
 def test_gaussian_likelihood_at_the_highest_learning_rate_stays_finite(gaussian_extreme_run):
@@ -69,9 +71,8 @@ def test_sampling_layer_keeps_exp_of_huge_log_variance_finite():
     assert np.isfinite(z).all() and np.isfinite(float(layer.losses[0]))
 
 
-def test_nan_loss_keeps_the_last_good_epoch(small_npz, tmp_path, capsys, monkeypatch):
-    with_extra_callback(monkeypatch, poison_weights_at(2))
-    assert main(args(small_npz, tmp_path, "--epochs", "4", "--learning-rate", "0.003")) == 1
+def test_nan_loss_keeps_the_last_good_epoch(small_npz, tmp_path, capsys):
+    assert vae_train_with(PoisonWeightsAt(2), small_npz, tmp_path, epochs=4, learning_rate=0.003) == 1
     (run,) = tmp_path.iterdir()
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
@@ -90,14 +91,12 @@ def test_nan_loss_keeps_the_last_good_epoch(small_npz, tmp_path, capsys, monkeyp
     assert metrics["status"] == "failed" and "epoch 3, steps 1-4" in metrics["failure"]
     assert metrics["epochs"] == 2
     assert_nothing_half_written(run)
-    monkeypatch.undo()
     assert main(["--resume", str(run)]) == 2  # it would only repeat the same steps
     assert "stopped on a NaN/Inf loss" in capsys.readouterr().err
 
 
-def test_nan_in_the_first_epoch_says_nothing_was_kept(small_npz, tmp_path, capsys, monkeypatch):
-    with_extra_callback(monkeypatch, poison_weights_at(0))
-    assert main(args(small_npz, tmp_path, "--epochs", "2")) == 1
+def test_nan_in_the_first_epoch_says_nothing_was_kept(small_npz, tmp_path, capsys):
+    assert vae_train_with(PoisonWeightsAt(0), small_npz, tmp_path, epochs=2) == 1
     (run,) = tmp_path.iterdir()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at epoch 1, steps 1-4" in err[0] and "no epoch had finished" in err[0]
@@ -107,15 +106,12 @@ def test_nan_in_the_first_epoch_says_nothing_was_kept(small_npz, tmp_path, capsy
 
 def test_disk_full_mid_run_is_one_line_and_the_run_resumes(small_npz, tmp_path, capsys, monkeypatch):
     with full_disk(tmp_path / "disk", monkeypatch) as disk:
-        def make(models):
-            class FillDisk(keras.callbacks.Callback):
-                def on_epoch_begin(self, epoch, logs=None):
-                    if epoch == 1:
-                        disk.fill()
-            return FillDisk()
+        class FillDisk(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1:
+                    disk.fill()
 
-        with_extra_callback(monkeypatch, make)
-        assert main(args(small_npz, disk.folder, "--epochs", "2", "--seed", "2")) == 1
+        assert vae_train_with(FillDisk(), small_npz, disk.folder, epochs=2, seed=2) == 1
         (run,) = [p for p in disk.folder.iterdir() if p.is_dir()]
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1, err
@@ -123,7 +119,7 @@ def test_disk_full_mid_run_is_one_line_and_the_run_resumes(small_npz, tmp_path, 
                          r"free some space; epoch 1 is saved", err[0]), err[0]
         assert err[0].endswith(f"continue with: vae-train --resume {run}")
         disk.free()
-        monkeypatch.undo()  # no more filling (and, when simulated, no more ENOSPC)
+        monkeypatch.undo()  # when the full disk is simulated: no more ENOSPC
         assert_nothing_half_written(run)
         assert [r["epoch"] for r in history_rows(run)] == ["1"]
         assert main(["--resume", str(run)]) == 0

@@ -1,7 +1,7 @@
 """Interrupt and resume, for real: `vae-train` subprocesses are stopped with SIGINT, SIGTERM and
 SIGKILL after an epoch has finished, the run directory is checked for half-written files after
 each, the run is resumed, and the result is compared bit for bit with a run that was never
-interrupted."""
+interrupted. Also the --resume checks (resume.py): what may change, and what is refused."""
 
 import csv
 import json
@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
+from vae_cli.checkpoint import read_progress
 from vae_cli.cli.train import main
-from vae_cli.resume import plan_resume, read_progress, run_lock
+from vae_cli.resume import plan_resume
+from vae_cli.run import run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 6
@@ -169,19 +171,6 @@ def test_killed_before_the_first_checkpoint_restarts_from_epoch_1(reference_run,
     (run / "metrics.json").unlink()
     plan = plan_resume(str(run), None, {})
     assert plan.epochs_done == 0 and plan.config.epochs == EPOCHS
-
-
-def test_runs_started_in_the_same_second_get_different_directories(tmp_path):
-    code = ("import sys, time\nfrom vae_cli.run import RunDir\n"
-            "time.strftime = lambda *a: '20250101-000000'\n"
-            "print(RunDir.create(sys.argv[1], 'same').path)")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env,
-                              stdout=subprocess.PIPE, text=True) for _ in range(6)]
-    paths = [p.communicate(timeout=60)[0].strip() for p in procs]
-    assert len(set(paths)) == 6 and all(Path(p).is_dir() for p in paths)
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["20250101-000000-same"] + [f"20250101-000000-same-{i}" for i in range(2, 7)])
 
 
 def test_ctrl_c_while_the_final_figures_are_drawn_resumes_to_a_complete_run(

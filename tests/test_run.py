@@ -1,8 +1,13 @@
-"""The one run-directory loader: it rebuilds what vae-train saved, and refuses everything else
-with one clear line (exit 2 from every command), never executing what it reads."""
+"""The run directory: the one loader rebuilds what vae-train saved, and refuses everything else
+with one clear line (exit 2 from every command), never executing what it reads; new run
+directories never collide; the lock keeps a second trainer out."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,7 +19,9 @@ from vae_cli.cli import sample as sample_cli
 from vae_cli.config import FORMAT_VERSION, Config
 from vae_cli.errors import UsageError
 from vae_cli.models import build_vae
-from vae_cli.run import RunDir, load_held_out, load_run, read_history, save_config
+from vae_cli.run import RunDir, load_held_out, load_run, read_history, run_lock, save_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPE = (8, 8, 1)
 
@@ -176,3 +183,47 @@ def test_read_history(tmp_path):
     (tmp_path / "history.csv").unlink()
     with pytest.raises(UsageError, match="history.csv is missing"):
         read_history(tmp_path)
+
+
+def test_runs_started_in_the_same_second_get_different_directories(tmp_path):
+    code = ("import sys, time\nfrom vae_cli.run import RunDir\n"
+            "time.strftime = lambda *a: '20250101-000000'\n"
+            "print(RunDir.create(sys.argv[1], 'same').path)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    paths = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert len(set(paths)) == 6 and all(Path(p).is_dir() for p in paths)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["20250101-000000-same"] + [f"20250101-000000-same-{i}" for i in range(2, 7)])
+
+
+def test_run_lock_keeps_a_second_trainer_out_until_the_first_lets_go(tmp_path):
+    with run_lock(tmp_path):
+        with pytest.raises(UsageError, match="is being trained by another vae-train process; wait for it"):
+            with run_lock(tmp_path):
+                pass
+    with run_lock(tmp_path):  # released on exit
+        pass
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match="file is not a directory; give a run directory made by vae-train"):
+        with run_lock(tmp_path / "file"):
+            pass
+
+
+def test_run_lock_of_a_killed_process_is_released(tmp_path):
+    """A trainer killed with SIGKILL runs no clean-up; the lock must not outlive it."""
+    code = ("import sys\nfrom vae_cli.run import run_lock\n"
+            "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UsageError, match="is being trained by another vae-train process"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.communicate(timeout=60)
+    with run_lock(tmp_path):
+        pass

@@ -1,7 +1,6 @@
-"""The trainer: a seeded run repeats exactly on CPU, and the KL weight follows its schedule."""
+"""The trainer: a seeded run repeats exactly on CPU."""
 
 import numpy as np
-import pytest
 
 from vae_cli.cli.train import main
 from vae_cli.run import load_run
@@ -21,11 +20,3 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_npz):
     for wa, wb in zip(a.vae.get_weights(), b.vae.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.vae.get_weights(), c.vae.get_weights()))
-
-
-@pytest.mark.parametrize("epoch, expected", [(0, 0.0), (1, 0.5), (2, 1.0), (3, 1.0), (10, 1.0)])
-def test_kl_warmup_schedule(epoch, expected):
-    from vae_cli.train import kl_weight
-
-    assert kl_weight(epoch, beta=1.0, warmup_epochs=2) == pytest.approx(expected)
-    assert kl_weight(epoch, beta=4.0, warmup_epochs=0) == 4.0

@@ -181,6 +181,7 @@ def load_checkpoint(path: Path, model) -> Progress:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise UsageError(f"{path}: cannot restore the checkpoint ({first}); it is damaged or does "
                          "not match config.json") from None
+    return progress
 
 
 def saved_epochs_text(done: int) -> str:

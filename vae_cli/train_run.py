@@ -62,7 +62,7 @@ def _train(config: Config | None, plan: ResumePlan | None, log, callbacks) -> Tr
 
     from .train import check_data, train  # keras and TensorFlow: only after the checks above
 
-    strategy = make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    strategy = make_strategy(config.strategy, log=log)  # first: MultiWorkerMirroredStrategy precedes other TF work
     check_batch_size(config.batch_size, strategy, config.strategy)
     data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
                         image_size=config.image_hw, channels=config.channels)
