@@ -1,6 +1,6 @@
-"""The training callbacks (callbacks.py), each on its own: the KL warm-up schedule, where a NaN
-loss is reported, and what the run writer leaves after every epoch (StopAtSafePoint is in
-test_signals.py)."""
+"""The training callbacks (callbacks.py), each on its own: the KL warm-up on the model's weights
+(its schedule, kl_weight, is in test_levers.py), where a NaN loss is reported, and what the run
+writer leaves after every epoch (StopAtSafePoint is in test_signals.py)."""
 
 import csv
 
@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from vae_cli.callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopOnNaN, kl_weight
+from vae_cli.callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopOnNaN
 from vae_cli.checkpoint import Progress, read_progress
 from vae_cli.config import Config
 from vae_cli.models import build_vae
 from vae_cli.run import RunDir
 
 SHAPE = (8, 8, 1)
-
-
-@pytest.mark.parametrize("epoch, expected", [(0, 0.0), (1, 0.5), (2, 1.0), (3, 1.0), (10, 1.0)])
-def test_kl_warmup_schedule(epoch, expected):
-    assert kl_weight(epoch, beta=1.0, warmup_epochs=2) == pytest.approx(expected)
-    assert kl_weight(epoch, beta=4.0, warmup_epochs=0) == 4.0
 
 
 @pytest.mark.parametrize("iw_train", [1, 3])  # 3: the KL terms are in IWAELoss too

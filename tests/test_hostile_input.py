@@ -350,9 +350,9 @@ def conv_checkpoint_in_place_of_mlp(run: Path) -> None:
     import keras
 
     from vae_cli.atomic import write_weights
+    from vae_cli.checkpoint import PROGRESS_ATTR
     from vae_cli.config import Config
     from vae_cli.models import build_vae
-    from vae_cli.checkpoint import PROGRESS_ATTR
 
     with h5py.File(run / "checkpoint.weights.h5", "r") as f:
         progress = f.attrs[PROGRESS_ATTR]
