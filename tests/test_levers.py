@@ -11,7 +11,6 @@ import pytest
 from vae_cli.callbacks import kl_weight
 from vae_cli.checkpoint import Progress, validation_neg_elbo
 from vae_cli.config import Config, resolve
-from vae_cli.data import BinarizedValidation, binarize, load_dataset
 from vae_cli.errors import UsageError
 from vae_cli.evaluate import evaluate
 from vae_cli.layers import Binarize, IWAELoss, IWSampling, ReconstructionLoss, Sampling, TileRows
@@ -206,25 +205,6 @@ def test_dynamic_binarisation_gives_0_1_images_that_change_every_step():
     seen = keras.Model(vae.input, vae.get_layer("shift").output)
     assert set(np.unique(np.asarray(seen(x, training=True)))) == {0.0, 1.0}
     np.testing.assert_array_equal(np.asarray(seen(x, training=False)), x)
-
-
-def test_validation_is_binarised_once_and_identically_every_epoch(tiny_npz):
-    data = load_dataset(f"npz:{tiny_npz}", seed=0)
-    binarized = BinarizedValidation(data, seed=4)
-    assert binarized.n_train == data.n_train and binarized.input_shape == data.input_shape
-    assert set(np.unique(binarized.x_val)) == {0.0, 1.0}
-    first, second = (np.concatenate([b.numpy() for b in binarized.val_batches(5)]) for _ in range(2))
-    np.testing.assert_array_equal(first, second)
-    assert set(np.unique(first)) == {0.0, 1.0} and abs(first.mean() - data.x_val.mean()) < 0.03
-    images, labels = next(iter(binarized.val_batches(5, labels=True)))
-    assert set(np.unique(images.numpy())) <= {0.0, 1.0} and labels.shape == (5,)
-
-
-def test_static_binarisation_is_seeded():
-    x = np.full((2, 3, 3, 1), 0.5, np.float32)
-    np.testing.assert_array_equal(binarize(x, seed=1), binarize(x, seed=1))
-    assert set(np.unique(binarize(x, seed=1))) <= {0.0, 1.0}
-    np.testing.assert_array_equal(binarize(np.ones_like(x), seed=0), np.ones_like(x))
 
 
 # ------------------------------------------------------------------------------ schedule, early stopping

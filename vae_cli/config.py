@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .data.spec import DATASET_HELP
 from .errors import UsageError
 
 ARCHS = ("mlp", "conv", "strided")
@@ -116,8 +117,7 @@ class Config:
     """Everything that decides a training run. Field names are the flag names (`--latent-dim`)."""
 
     # data
-    dataset: str = _knob("mnist",
-        "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR or folder:DIR (image files)", check=_not_empty)
+    dataset: str = _knob("mnist", DATASET_HELP, check=_not_empty)
     validation_split: float = _knob(0.1,
         "fraction held out for validation when the dataset has no test split",
         bounds=Bounds(0.0, 1.0, low_open=True, high_open=True))

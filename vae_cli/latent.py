@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data import one_hot
+from .data import binarize, one_hot
 from .errors import UsageError
 
 # Images per encoder/decoder call: large enough to keep the CPU busy, small enough that a conv
@@ -74,10 +74,10 @@ def class_grid(num_classes: int, per_class: int, latent_dim: int, *, seed: int):
     return z, one_hot(np.repeat(np.arange(num_classes), per_class), num_classes)
 
 
-def binarize(images: np.ndarray, *, seed: int) -> np.ndarray:
-    """Each pixel drawn from Bernoulli(x_hat): a true sample of p(x | z), values 0 or 1."""
-    rng = np.random.default_rng([seed, 1])  # its own stream: the z draws stay the same
-    return (rng.random(images.shape) < images).astype(np.float32)
+def pixel_rng(seed: int) -> np.random.Generator:
+    """The generator of Bernoulli pixel draws (data.binarize): its own stream, so the z draws of
+    the same seed stay the same with and without them."""
+    return np.random.default_rng([seed, 1])
 
 
 def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
@@ -101,10 +101,10 @@ def generate_batches(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int 
 
     A conditional decoder (num_classes set) gets `label` for every image, or labels cycling
     through the classes so any grid of them shows each class. binary: each pixel drawn from
-    Bernoulli(x_hat) (see `binarize`).
+    Bernoulli(x_hat), a true sample of p(x | z) (data.binarize, drawn from pixel_rng(seed)).
     """
     batch_size = batch_size or DECODE_BATCH
-    z_rng, pixel_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])  # separate streams
+    z_rng, pixels = np.random.default_rng(seed), pixel_rng(seed)
     total = n if z is None else len(z)
     for start in range(0, total, batch_size):
         count = min(batch_size, total - start)
@@ -116,7 +116,7 @@ def generate_batches(decoder, latent_dim: int, *, n: int = 0, z=None, seed: int 
             labels = one_hot(classes, num_classes)
         images = decode(decoder, z_batch, labels)
         if binary:
-            images = (pixel_rng.random(images.shape) < images).astype(np.float32)
+            images = binarize(images, pixels)
         yield Samples(images, z_batch, labels)
 
 

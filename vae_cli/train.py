@@ -130,7 +130,7 @@ def _train(config, data, run, log, resume_run, stops, strategy, callbacks) -> Tr
     devices = describe_devices()
     log(f"devices: {', '.join(devices)}")
     # in-memory arrays are one pipeline over all epochs, cut into epochs by step count
-    epoch_steps = steps_per_epoch(data.n_train, config.batch_size) if isinstance(data, Dataset) else None
+    epoch_steps = data.epoch_steps(config.batch_size)
     settings = choose_speed(config, gpu=has_gpu(), distributed=not distribute.is_default(strategy),
                             epoch_steps=epoch_steps)
     log(f"speed: {', '.join(f'{k} {v}' for k, v in settings.to_dict().items())}")

@@ -72,6 +72,8 @@ def eval_command(args: argparse.Namespace) -> int:
     check_can_create(report_path.parent, "--json")
 
     quiet_tensorflow()
+    import numpy as np
+
     from ..data import binarize, one_hot
     from ..evaluate import evaluate, format_table, report
     from ..run import load_held_out, load_run, write_json
@@ -84,7 +86,7 @@ def eval_command(args: argparse.Namespace) -> int:
         split = f"the first {args.examples:,} of {split}"
     binarized = config.binarize if args.binarize is None else args.binarize
     if binarized:
-        x = binarize(x, seed=args.seed)
+        x = binarize(x, np.random.default_rng(args.seed))
     labels = one_hot(y, run.num_classes) if run.conditional else None
     result = evaluate(run.encoder, run.decoder, x, likelihood=config.likelihood,
                       iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed,

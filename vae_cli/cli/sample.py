@@ -139,15 +139,16 @@ def sample_command(args: argparse.Namespace) -> int:
         check_can_create(run_path / GENERATED_DIR)
 
     quiet_tensorflow()
+    from ..data import binarize
+    from ..latent import generate_batches, pixel_rng
     from ..run import load_run
-    from ..latent import binarize, generate_batches
 
     run = load_run(run_path)
     classes = num_classes if config.conditional else None
     if args.interpolate is not None:
         walk = _walk(run, args)
         if args.binarize:
-            walk = walk._replace(images=binarize(walk.images, seed=args.seed))
+            walk = walk._replace(images=binarize(walk.images, pixel_rng(args.seed)))
         batches, total = [walk], len(walk.z)
         title = f"Latent interpolation, held-out image {args.interpolate[0]} to {args.interpolate[1]}"
     else:

@@ -1,14 +1,17 @@
-"""Dataset sources, validation and the tf.data pipeline; never touches the network."""
+"""Dataset specs, the in-memory sources and their file formats, and the validation split;
+never touches the network."""
 
 import gzip
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vae_cli import data
-from vae_cli.data import (ConditionalBatches, Dataset, check_dataset_spec, load_dataset, load_eval_split,
-                          make_tf_dataset, one_hot, same_source)
+from vae_cli.data import NAMES, Dataset, check_dataset_spec, load_dataset, load_eval_split, same_source
+from vae_cli.data.base import split_indices
 from vae_cli.errors import UsageError
 
 
@@ -264,6 +267,17 @@ def test_unknown_dataset_lists_valid_names():
         check_dataset_spec("mnsit")
 
 
+def test_vae_train_help_lists_the_names_the_loader_accepts_without_loading_numpy():
+    code = ("import sys, vae_cli.cli.train as t, vae_cli.config as c; t.build_parser(); "
+            "print('numpy' in sys.modules); print(c.FIELDS['dataset'].metadata['help'])")
+    numpy_loaded, help_text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                             cwd=Path(__file__).parents[1]).stdout.splitlines()  # this checkout
+    assert numpy_loaded == "False"
+    assert help_text == "mnist, mnist-5k, fashion_mnist, cifar10, npz:PATH, idx:DIR, folder:DIR"
+    for name in NAMES:
+        check_dataset_spec(name)
+
+
 def test_missing_paths(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         check_dataset_spec(f"npz:{tmp_path / 'nope.npz'}")
@@ -285,60 +299,15 @@ def test_bad_validation_split(tiny_npz, fraction):
 
 
 def test_split_keeps_one_example_each_side():
-    train, val, _ = data._split_indices(2, 0.01, 0)
+    train, val, _ = split_indices(2, 0.01, 0)
     assert len(train) == 1 and len(val) == 1
-    train, val, _ = data._split_indices(3, 0.99, 0)
+    train, val, _ = split_indices(3, 0.99, 0)
     assert len(train) == 1 and len(val) == 2
 
 
 def test_dataset_without_labels_has_no_classes():
     x = np.zeros((2, 4, 4, 1), np.float32)
     assert Dataset(x, None, x, None, "s", "test").num_classes is None
-
-
-# ---------------------------------------------------------------- tf.data
-
-
-def _batches(ds):
-    return [b.numpy() for b in ds]
-
-
-def test_make_tf_dataset_shapes_and_determinism():
-    x = np.arange(10 * 2 * 2, dtype=np.float32).reshape(10, 2, 2, 1)
-    plain = _batches(make_tf_dataset(x, batch_size=4, shuffle=False, seed=0))
-    assert [b.shape for b in plain] == [(4, 2, 2, 1), (4, 2, 2, 1), (2, 2, 2, 1)]
-    np.testing.assert_array_equal(np.concatenate(plain), x)
-    a = np.concatenate(_batches(make_tf_dataset(x, batch_size=4, shuffle=True, seed=7)))
-    b = np.concatenate(_batches(make_tf_dataset(x, batch_size=4, shuffle=True, seed=7)))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, x)
-    np.testing.assert_array_equal(np.sort(a.ravel()), x.ravel())
-
-
-def test_make_tf_dataset_with_labels():
-    x = np.zeros((5, 3, 3, 1), np.float32)
-    y = np.arange(5, dtype=np.int64)
-    xb, yb = next(iter(make_tf_dataset(x, batch_size=5, shuffle=True, seed=0, y=y)))
-    assert xb.shape == (5, 3, 3, 1) and sorted(yb.numpy()) == list(range(5))
-
-
-def test_conditional_batches_feed_the_label_as_a_one_hot_input():
-    x = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1) * np.ones((1, 3, 3, 1), np.float32)
-    y = np.arange(5, dtype=np.int64) % 3
-    ds = Dataset(x, y, x[:2], y[:2], "s", "test")
-    batch = next(iter(ConditionalBatches(ds, 3).train_batches(5, seed=0)))
-    xb, onehot = batch["x"].numpy(), batch["label"].numpy()
-    assert xb.shape == (5, 3, 3, 1) and onehot.shape == (5, 3) and onehot.dtype == np.float32
-    # shuffled together: each image (its value is its index) keeps its own label
-    np.testing.assert_array_equal(onehot.argmax(1), xb[:, 0, 0, 0].astype(int) % 3)
-    assert sorted(xb[:, 0, 0, 0]) == [0, 1, 2, 3, 4] and np.all(onehot.sum(1) == 1)
-    assert ConditionalBatches(ds, 3).n_train == 5  # the rest of the interface passes through
-
-
-def test_one_hot_checks_the_label_range():
-    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
-    with pytest.raises(ValueError, match="labels must lie in 0..2"):
-        one_hot(np.array([3]), 3)
 
 
 def test_same_source_compares_what_is_loaded(tmp_path):

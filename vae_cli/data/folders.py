@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import _split_indices, stream_batches
-from .errors import UsageError
+from ..errors import UsageError
+from .base import split_indices
+from .pipeline import stream_batches
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _TF_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF"}  # what tf.io.decode_image reads
@@ -76,7 +77,7 @@ def _decoder(shape, with_labels: bool):
 
 @dataclass(frozen=True)
 class FolderDataset:
-    """The `data.Dataset` interface over files: batches stream, x_val/y_val are a sample."""
+    """base.TrainingData over files: batches stream, x_val/y_val are a sample."""
 
     train_files: tuple[str, ...]
     train_labels: np.ndarray | None
@@ -117,12 +118,16 @@ class FolderDataset:
                       labels: bool = False):
         return self._batches(self.train_files, self.train_labels, batch_size, seed, shard, repeat, labels)
 
+    def epoch_steps(self, batch_size: int) -> None:
+        """Unknown until an epoch ends: an unreadable file shortens its epoch (see epoch_batches)."""
+        return None
+
     def epoch_batches(self, batch_size: int, *, seed: int, first_epoch: int, epochs: int,
                       labels: bool = False):
-        """As data.Dataset.epoch_batches, but files are reshuffled by tf.data per pass (an
+        """As base.Dataset.epoch_batches, but files are reshuffled by tf.data per pass (an
         unreadable file shortens its epoch, so epochs cannot be cut by step counts): a resumed
         run continues with weights, optimizer and RNG restored, in a different file order."""
-        return self.train_batches(batch_size, seed=seed + first_epoch, labels=labels), None
+        return self.train_batches(batch_size, seed=seed + first_epoch, labels=labels), self.epoch_steps(batch_size)
 
     def val_batches(self, batch_size: int, *, shard=None, labels: bool = False):
         return self._batches(self.val_files, self.val_labels, batch_size, None, shard, False, labels)
@@ -254,7 +259,7 @@ def load_folder(spec: str, *, validation_split: float, seed: int, image_size=Non
                          "subfolders")
     paths, labels, sizes, all_gray, skipped = _scan(paths, labels, spec, warn)
     shape = _image_shape(sizes, all_gray, image_size, channels, spec)
-    train_idx, val_idx, desc = _split_indices(len(paths), validation_split, seed)
+    train_idx, val_idx, desc = split_indices(len(paths), validation_split, seed)
     train_files, val_files = (tuple(paths[i] for i in idx) for idx in (train_idx, val_idx))
     y_train, y_val = (None, None) if labels is None else (labels[train_idx], labels[val_idx])
     x_sample, y_sample = _validation_sample(val_files, y_val, shape, seed)
