@@ -1,7 +1,7 @@
 """`vae-train --resume RUN`: whether a run directory can be continued, and with what.
 
 The checkpoint (checkpoint.py) restores weights, optimizer state, RNG and history; the batches
-of epoch e depend only on (seed, e) (data.make_train_dataset), so on CPU a resumed run is bit
+of epoch e depend only on (seed, e) (data.pipeline.epoch_keyed_batches), so on CPU a resumed run is bit
 for bit the uninterrupted one. These checks need no TensorFlow, so a run that cannot be resumed
 is refused before the slow import; train_run.resume_run holds the run's lock while they run.
 """
