@@ -26,6 +26,7 @@ from .space import LatentSpace
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_CONNECTIONS = 64  # handled at once; more wait in the listen queue (a thread each costs ~8 MB of stack)
 LISTEN_QUEUE = 512
+DRAIN_LIMIT = 1024 * 1024  # bytes of a refused body read and dropped before answering (see _discard_body)
 SOCKET_TIMEOUT = 10.0  # seconds a client may stay silent before its connection is dropped
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -99,8 +100,9 @@ class ExploreServer(ThreadingHTTPServer):
 class ExploreHandler(BaseHTTPRequestHandler):
     server: ExploreServer
     timeout = SOCKET_TIMEOUT
-    server_version = "vae-explore"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "vae-explore"
 
     def log_message(self, format, *args):  # noqa: A002  (the base class's name)
         pass  # no line per request: the slider sends dozens a second
@@ -124,6 +126,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None):
         """The base class's errors (bad request line, too many headers...) as JSON too."""
         self.close_connection = True
+        self.request_version = "HTTP/1.0"  # a status line even for a request line we could not parse
         try:
             self._json(code, {"error": message or self.responses.get(code, ("error",))[0]})
         except OSError:
@@ -131,20 +134,16 @@ class ExploreHandler(BaseHTTPRequestHandler):
 
     # --- routing ---------------------------------------------------------------------------------
 
-    def _checked_path(self) -> tuple[str, str] | None:
+    def _checked_path(self) -> tuple[str, str]:
         allowed = self.server.allowed_hosts
         if allowed is not None and self.headers.get("Host", "") not in allowed:
-            self._json(403, {"error": "unexpected Host header; open the page at the URL vae-explore printed"})
-            return None
+            raise api.RequestError(403, "unexpected Host header; open the page at the URL vae-explore printed")
         parts = urlsplit(self.path)
         return parts.path, parts.query
 
     def do_GET(self):
-        checked = self._checked_path()
-        if checked is None:
-            return
-        path, query = checked
         try:
+            path, query = self._checked_path()
             if path in self.server.assets:
                 body, kind = self.server.assets[path]
                 self._send(200, body, kind)
@@ -166,37 +165,51 @@ class ExploreHandler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self):
-        checked = self._checked_path()
-        if checked is None:
-            return
-        path, _ = checked
-        route = api.POST_ROUTES.get(path)
+        text = self.headers.get("Content-Length", "")
+        declared = int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
+        self.unread = declared or 0
         try:
+            path, _ = self._checked_path()
+            route = api.POST_ROUTES.get(path)
             if route is None:
                 known = path in self.server.assets or path in ("/api/info", "/api/point")
                 raise api.RequestError(405 if known else 404, f"POST is not accepted at {path[:80]}")
-            self._json(200, route(self.server.space, api.parse_body(self._body())))
+            self._json(200, route(self.server.space, api.parse_body(self._body(declared))))
         except api.RequestError as e:
             self.close_connection = True  # an unread body must not be taken for the next request
+            self._discard_body()
             self._json(e.status, {"error": str(e)})
         except OSError:
             self.close_connection = True
         except Exception as e:  # noqa: BLE001
             self._internal_error(e)
+        finally:
+            self._discard_body()
 
-    def _body(self) -> bytes:
+    def _discard_body(self) -> None:
+        """Read a refused body of a plausible size before answering: closing a socket with unread
+        bytes sends a reset, which can destroy the answer before the client reads it."""
+        if 0 < self.unread <= DRAIN_LIMIT:
+            self.unread, size = 0, self.unread
+            try:
+                self.rfile.read(size)
+            except OSError:
+                pass
+
+    def _body(self, declared: int | None) -> bytes:
+        if "Transfer-Encoding" in self.headers:
+            raise api.RequestError(411, "send a Content-Length, not a chunked body")
+        if declared is None:
+            raise api.RequestError(411 if "Content-Length" not in self.headers else 400,
+                                   "a Content-Length header with the body's size in bytes is required")
         kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind != "application/json":  # also what keeps a plain HTML form on another site out
             raise api.RequestError(415, "send the body as Content-Type: application/json")
-        if "Transfer-Encoding" in self.headers:
-            raise api.RequestError(411, "send a Content-Length, not a chunked body")
-        text = self.headers.get("Content-Length", "")
-        if not (text.isascii() and text.isdigit()):
-            raise api.RequestError(411, "a Content-Length header is required")
-        if int(text) > api.MAX_BODY:
+        if declared > api.MAX_BODY:
             raise api.RequestError(413, f"the body is over {api.MAX_BODY // 1024} KB")
-        body = self.rfile.read(int(text))
-        if len(body) != int(text):
+        self.unread = 0
+        body = self.rfile.read(declared)
+        if len(body) != declared:
             raise api.RequestError(400, "the body is shorter than its Content-Length")
         return body
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import one_hot
-from ..sampling import decode, encode_mean, principal_axes
+from ..sampling import encode_mean, principal_axes
 from .png import png_data_url
 
 # Every latent value a request may carry lies within +-Z_BOUND: far outside any trained code
@@ -54,6 +54,7 @@ class LatentSpace:
         else:
             self.origin, self.axes, self.explained = principal_axes(self.codes) if len(self.codes) > 1 else (
                 np.zeros(self.latent_dim, np.float32), np.eye(2, self.latent_dim, dtype=np.float32), None)
+        self.decode_images(np.zeros((1, self.latent_dim), np.float32), 0 if self.num_classes else None)  # compile
         self.shown = np.sort(np.random.default_rng(0).choice(len(self.codes), MAX_POINTS, replace=False)) \
             if len(self.codes) > MAX_POINTS else np.arange(len(self.codes))
 
@@ -97,7 +98,11 @@ class LatentSpace:
         """Decode the rows of z (one class label for all in a conditional run) to PNG data URLs."""
         cond = None if label is None else one_hot(np.full(len(z), label), self.num_classes)
         with self._lock:
-            images = decode(self.run.decoder, np.asarray(z, np.float32), cond)
+            # predict_on_batch runs a compiled graph: ~1 ms for one 28x28 conv image on 2 cores,
+            # against ~16 ms for sampling.decode's direct (eager) call, made for big batches
+            out = self.run.decoder.predict_on_batch(np.asarray(z, np.float32) if cond is None
+                                                    else [np.asarray(z, np.float32), cond])
+        images = np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32)  # gaussian-learned: means
         return [png_data_url(image) for image in images]
 
     def nearest(self, z: np.ndarray, label: int | None) -> Nearest | None:
