@@ -65,7 +65,11 @@ function setUpView() {
     const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
     [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   }
-  const pad = 0.08 * Math.max(x1 - x0, y1 - y0, 1e-3);
+  if (state.info.latent_dim === 2) {  // the axes are the units: show every point the sliders reach
+    const [rx, ry] = state.info.slider_range;
+    [x0, x1, y0, y1] = [Math.min(x0, -rx), Math.max(x1, rx), Math.min(y0, -ry), Math.max(y1, ry)];
+  }
+  const pad = 0.04 * Math.max(x1 - x0, y1 - y0, 1e-3);
   const ratio = window.devicePixelRatio || 1;
   canvas.width = canvas.clientWidth * ratio;
   canvas.height = canvas.clientHeight * ratio;
@@ -76,6 +80,12 @@ function setUpView() {
 function toCanvas(p) {
   const v = state.view;
   return [(p[0] - v.x0) / (v.x1 - v.x0) * v.w, (v.y1 - p[1]) / (v.y1 - v.y0) * v.h];
+}
+
+function markerAt(z) {  // a marker off the view (a PCA plane's far point) sits at the edge
+  const v = state.view;
+  const [cx, cy] = toCanvas(project(z));
+  return [Math.max(4, Math.min(v.w - 4, cx)), Math.max(4, Math.min(v.h - 4, cy))];
 }
 
 function fromCanvas(x, y) {
@@ -103,18 +113,18 @@ function drawScatter() {
   ctx.globalAlpha = 1;
   for (const [z, name] of [[state.a, "A"], [state.b, "B"]]) {
     if (!z) continue;
-    const [cx, cy] = toCanvas(project(z));
+    const [cx, cy] = markerAt(z);
     ctx.fillStyle = "#111"; ctx.font = "bold 13px system-ui, sans-serif";
     ctx.fillText(name, cx + 6, cy - 6);
     ctx.beginPath(); ctx.arc(cx, cy, 4, 0, 2 * Math.PI); ctx.fill();
   }
   if (state.a && state.b) {
-    const [ax, ay] = toCanvas(project(state.a)), [bx, by] = toCanvas(project(state.b));
+    const [ax, ay] = markerAt(state.a), [bx, by] = markerAt(state.b);
     ctx.strokeStyle = "#111"; ctx.setLineDash([4, 3]);
     ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke(); ctx.setLineDash([]);
   }
   if (state.z) {  // the current point: a ring with a cross
-    const [cx, cy] = toCanvas(project(state.z));
+    const [cx, cy] = markerAt(state.z);
     ctx.strokeStyle = "#000"; ctx.lineWidth = 2;
     ctx.beginPath(); ctx.arc(cx, cy, 7, 0, 2 * Math.PI);
     ctx.moveTo(cx - 11, cy); ctx.lineTo(cx + 11, cy); ctx.moveTo(cx, cy - 11); ctx.lineTo(cx, cy + 11);
@@ -217,6 +227,7 @@ function buildSliders() {
     input.addEventListener("input", () => {
       state.z[unit] = Number(input.value);
       output.value = state.z[unit].toFixed(2);
+      $("status").textContent = "";
       showZ();
       drawScatter();
       requestDecode();
