@@ -1,7 +1,7 @@
 """Round-trip latency of vae-explore's decode and interpolation requests, as the page sees them.
 
     python benchmarks/explore_latency.py                        # the shipped pretrained:mnist run
-    python benchmarks/explore_latency.py --run outputs/RUN --rounds 5 --requests 300
+    python benchmarks/explore_latency.py --run outputs/RUN --rounds 5 --requests 300 --json out.json
 
 Each round starts `vae-explore RUN --port 0 --no-browser` in a fresh process, waits for its URL,
 sends WARMUP requests it does not count, then, from this separate process, one request at a
@@ -97,6 +97,7 @@ def summary(values: list[float]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="explore_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="pretrained:mnist", help="a run directory or pretrained:mnist (default)")
+    parser.add_argument("--name", help="what to call the run in the results (default: --run)")
     parser.add_argument("--rounds", type=int, default=3, help="fresh server processes (default: 3)")
     parser.add_argument("--requests", type=int, default=200, help="counted requests per round (default: 200)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "explore-latency.json"))
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [one_round(args.run, args.requests, seed) for seed in range(args.rounds)]
     load_after = os.getloadavg()
     result = {
-        "run": args.run, "arch": rounds[0]["arch"], "latent_dim": rounds[0]["latent_dim"],
+        "run": args.name or args.run, "arch": rounds[0]["arch"], "latent_dim": rounds[0]["latent_dim"],
         "image_shape": rounds[0]["image_shape"],
         "machine": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
                     "load_average_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "interpolate10": summary([v for r in rounds for v in r["interpolate10_ms"]]),
     }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{args.run} ({result['arch']}, latent {result['latent_dim']}): decode round trip median "
+    print(f"{result['run']} ({result['arch']}, latent {result['latent_dim']}): decode round trip median "
           f"{result['decode']['median_ms']} ms, p95 {result['decode']['p95_ms']} ms; 10-image strip median "
           f"{result['interpolate10']['median_ms']} ms, p95 {result['interpolate10']['p95_ms']} ms "
           f"(load average {load_before[0]:.1f} -> {load_after[0]:.1f}; wrote {args.json})")

@@ -12,7 +12,6 @@ the settings below and the numbers this writes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -81,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="make_pretrained", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default=str(TARGET), help=f"folder to replace (default: {TARGET})")
     args = parser.parse_args(argv)
-    return run_main(parser.prog, lambda: make(Path(args.target)) and 0)
+
+    def work() -> int:
+        make(Path(args.target))
+        return 0
+    return run_main(parser.prog, work)
 
 
 if __name__ == "__main__":

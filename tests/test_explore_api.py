@@ -98,10 +98,6 @@ def png_array(data_url: str) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255
 
 
-def as_gray(images: np.ndarray) -> np.ndarray:
-    return images[..., 0]
-
-
 # --- answers ---------------------------------------------------------------------------------------
 
 
