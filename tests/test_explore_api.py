@@ -27,7 +27,7 @@ from vae_cli.cli.explore import main as explore_main
 from vae_cli.data import one_hot
 from vae_cli.explore.server import bind, load_space
 from vae_cli.run import load_held_out, load_run
-from vae_cli.sampling import decode, encode_mean, principal_axes
+from vae_cli.latent import decode, encode_mean, principal_axes
 
 REPO = Path(__file__).resolve().parents[1]
 

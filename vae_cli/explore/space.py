@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data import one_hot
-from ..sampling import encode_mean, principal_axes
+from ..latent import encode_mean, principal_axes
 from .png import png_data_url
 
 # Every latent value a request may carry lies within +-Z_BOUND: far outside any trained code
@@ -99,7 +99,7 @@ class LatentSpace:
         cond = None if label is None else one_hot(np.full(len(z), label), self.num_classes)
         with self._lock:
             # predict_on_batch runs a compiled graph: ~1 ms for one 28x28 conv image on 2 cores,
-            # against ~16 ms for sampling.decode's direct (eager) call, made for big batches
+            # against ~16 ms for latent.decode's direct (eager) call, made for big batches
             out = self.run.decoder.predict_on_batch(np.asarray(z, np.float32) if cond is None
                                                     else [np.asarray(z, np.float32), cond])
         images = np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32)  # gaussian-learned: means
