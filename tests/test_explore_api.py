@@ -353,7 +353,8 @@ def test_command_serves_the_pretrained_run_under_load_and_stops_on_ctrl_c(tmp_pa
 
     proc, url = _start_command(tmp_path)  # no RUN: the shipped pretrained:mnist
     try:
-        mix = [("/api/decode", {"z": [0.5, -0.5]}, 200), ("/api/interpolate", {"a": [0, 0], "b": [1, 1], "steps": 8}, 200),
+        mix = [("/api/decode", {"z": [0.5, -0.5]}, 200),
+               ("/api/interpolate", {"a": [0, 0], "b": [1, 1], "steps": 8}, 200),
                ("/api/info", None, 200), ("/", None, 200), ("/api/decode", {"z": [1e9, 0]}, 400),
                ("/api/decode", b"{" * 1000, 400), ("/api/decode", b'{"z": [' + b"0.5," * 15000 + b"0]}", 400),
                ("/api/decode", b"x" * 70000, 413), ("/api/point?i=3", None, 200)]

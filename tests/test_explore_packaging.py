@@ -17,7 +17,8 @@ def test_wheel_ships_the_explorer_and_the_pretrained_run(tmp_path):
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         scripts = archive.read(entry_points).decode()
         for name in ("index.html", "app.js", "style.css"):
-            assert archive.read(f"vae_cli/explore/static/{name}") == (REPO / "vae_cli/explore/static" / name).read_bytes()
+            assert archive.read(f"vae_cli/explore/static/{name}") == \
+                (REPO / "vae_cli/explore/static" / name).read_bytes()
         for name in ("config.json", "vae.weights.h5", "history.csv", "metrics.json"):
             assert archive.read(f"vae_cli/pretrained/mnist/{name}") == \
                 (REPO / "vae_cli/pretrained/mnist" / name).read_bytes()

@@ -24,7 +24,8 @@ than -ELBO and approaches -log p(x) as K grows; its cost grows linearly with K.
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-eval", description="Measure a trained run on held-out data.",
                     epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("--dataset", help="evaluate on this dataset's held-out split (same image shape as "
                         "the run); default: the run's own dataset and split")
     parser.add_argument("--iw-samples", type=int_in(0, 1_000_000), default=100, metavar="K",

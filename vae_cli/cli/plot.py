@@ -37,7 +37,8 @@ def figure_list(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-plot", description="Redraw the figures of a trained run from its saved "
                     "weights, without touching the files training wrote.", epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("--what", type=figure_list, default=ALL, metavar="LIST",
                         help=f"comma-separated figures: {', '.join(ALL)} or all (default: all)")
     parser.add_argument("--dataset", help="draw on another dataset's held-out images (same image shape "

@@ -46,7 +46,8 @@ def latent_points(text: str) -> tuple[tuple[float, ...], ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-sample", description="Decode new images from a trained run.",
                     epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("-n", type=int_in(1, MAX_SAMPLES), default=None,
                         help="number of prior samples (default: 64)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
