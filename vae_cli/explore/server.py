@@ -47,8 +47,13 @@ def static_assets() -> dict[str, tuple[bytes, str]]:
     return {path: ((folder / name).read_bytes(), kind) for path, (name, kind) in STATIC.items()}
 
 
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
 class ExploreServer(ThreadingHTTPServer):
-    daemon_threads = True  # a stuck client never keeps the process alive after Ctrl-C
+    daemon_threads = True  # a stuck client never keeps the process alive after Ctrl-C,
+    block_on_close = False  # nor delays it: server_close does not wait for open connections
     request_queue_size = LISTEN_QUEUE
 
     def __init__(self, address: tuple[str, int]):
@@ -70,9 +75,9 @@ class ExploreServer(ThreadingHTTPServer):
     def _hosts(host: str, port: int) -> set[str] | None:
         """Host headers answered on a loopback address (None: any). Refusing the rest keeps a web
         page from reaching the server through a DNS name rebound to 127.0.0.1."""
-        if host not in LOOPBACK:
+        if not is_loopback(host):
             return None
-        return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+        return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
 
     @property
     def url(self) -> str:
@@ -221,10 +226,6 @@ class ExploreHandler(BaseHTTPRequestHandler):
             self._json(500, {"error": "internal error (see the vae-explore console)"})
         except OSError:
             pass
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
 
 
 def bind(host: str, port: int) -> ExploreServer:
