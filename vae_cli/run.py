@@ -213,6 +213,7 @@ def stores_stock_decoder(path: Path) -> bool:
 
 
 def _read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | None, dict, int]:
+    path = run_location(path)
     cfg_path = path / CONFIG_FILE
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory; give a run directory made by vae-train")
@@ -305,7 +306,7 @@ def load_run(path: str | os.PathLike) -> Run:
     Only data is read: config.json is JSON and the weights are arrays in HDF5. The encoder.keras
     and decoder.keras files are never deserialised here, so a tampered run cannot run code.
     """
-    path = Path(path).expanduser()
+    path = run_location(path)
     config, input_shape, num_classes, data = read_run_config(path)
     weights = path / WEIGHTS_FILE
     if weights.is_dir():
@@ -369,3 +370,14 @@ def read_history(path: Path) -> dict[str, list[float]]:
     if not history or not all(math.isfinite(v) for vals in history.values() for v in vals):
         raise UsageError(f"{file}: holds no finite per-epoch numbers; the loss curve cannot be drawn")
     return history
+
+
+def run_location(run: str | os.PathLike) -> Path:
+    """RUN as given to a command: a run directory, or `pretrained:NAME`, a run shipped with
+    vae-cli (vae_cli.pretrained; a copy in the user's cache, where outputs can be written)."""
+    text = os.fspath(run)
+    if not text.startswith("pretrained:"):
+        return Path(text).expanduser()
+    from .pretrained import cached_run
+
+    return cached_run(text.removeprefix("pretrained:"))

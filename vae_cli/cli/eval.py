@@ -24,7 +24,8 @@ than -ELBO and approaches -log p(x) as K grows; its cost grows linearly with K.
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-eval", description="Measure a trained run on held-out data.",
                     epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("--dataset", help="evaluate on this dataset's held-out split (same image shape as "
                         "the run); default: the run's own dataset and split")
     parser.add_argument("--iw-samples", type=int_in(0, 1_000_000), default=100, metavar="K",
@@ -60,9 +61,9 @@ def trained_on(config, data: dict) -> str:
 def eval_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
     from ..errors import UsageError
-    from ..run import EVAL_FILE, check_can_create, read_run_config
+    from ..run import EVAL_FILE, check_can_create, read_run_config, run_location
 
-    run_path = Path(args.run).expanduser()
+    run_path = run_location(args.run)
     config, _, _, _ = read_run_config(run_path)
     if args.dataset:
         check_dataset_spec(args.dataset)

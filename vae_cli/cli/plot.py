@@ -37,7 +37,8 @@ def figure_list(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-plot", description="Redraw the figures of a trained run from its saved "
                     "weights, without touching the files training wrote.", epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("--what", type=figure_list, default=ALL, metavar="LIST",
                         help=f"comma-separated figures: {', '.join(ALL)} or all (default: all)")
     parser.add_argument("--dataset", help="draw on another dataset's held-out images (same image shape "
@@ -81,9 +82,9 @@ def _with_history(run_path: Path, what: tuple[str, ...]):
 def plot_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
     from ..errors import UsageError
-    from ..run import plot_folder, read_run_config
+    from ..run import plot_folder, read_run_config, run_location
 
-    run_path = Path(args.run).expanduser()
+    run_path = run_location(args.run)
     config, _, _, _ = read_run_config(run_path)
     if args.dataset:
         check_dataset_spec(args.dataset)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 
 from .common import Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main
 
@@ -47,7 +46,8 @@ def latent_points(text: str) -> tuple[tuple[float, ...], ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vae-sample", description="Decode new images from a trained run.",
                     epilog=EXAMPLES)
-    parser.add_argument("run", metavar="RUN", help="a run directory written by vae-train")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run directory written by vae-train, or pretrained:mnist (shipped with vae-cli)")
     parser.add_argument("-n", type=int_in(1, MAX_SAMPLES), default=None,
                         help="number of prior samples (default: 64)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
@@ -127,9 +127,9 @@ def _walk(run, args):
 def sample_command(args: argparse.Namespace) -> int:
     from ..data import check_dataset_spec
     from ..generated import check_output_folder, new_output_folder, write_samples
-    from ..run import GENERATED_DIR, check_can_create, read_run_config
+    from ..run import GENERATED_DIR, check_can_create, read_run_config, run_location
 
-    run_path = Path(args.run).expanduser()
+    run_path = run_location(args.run)
     config, _, num_classes, _ = read_run_config(run_path)
     _check_against_run(args, config, num_classes)
     if args.dataset:
