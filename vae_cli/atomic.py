@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `path`; on success rename it to `path`, which must
+    be absent or an empty folder (a folder that gained files meanwhile raises OSError ENOTEMPTY).
+    On any failure the temporary folder is removed: `path` holds all the files or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folder is private to its owner
+        os.rename(tmp, path)  # POSIX rename replaces an empty folder, never a non-empty one
+    except OSError as e:
+        if e.filename in (None, str(tmp)):
+            e.filename = str(path)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after the rename
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -184,11 +184,14 @@ class UpsampleConv2D(layers.Layer):
         taps = [[1.0 if u in group else 0.0 for u in range(3)] for group in _UPSAMPLE_TAPS]
         self._taps = taps  # (4, 3): transposed tap <- conv taps
 
-    def call(self, inputs):
+    def transposed_kernel(self):
+        """The (4, 4, filters, C) kernel of the equivalent stride-2 "same" transposed convolution
+        (the layout of `Conv2DTranspose`'s kernel, which vae-export gives these weights)."""
         taps = ops.convert_to_tensor(self._taps, dtype=self.kernel.dtype)
-        # (3, 3, C, F) -> (4, 4, F, C), the layout conv_transpose expects
-        kernel = ops.einsum("ru,cv,uvio->rcoi", taps, taps, self.kernel)
-        y = ops.conv_transpose(inputs, kernel, strides=2, padding="same")
+        return ops.einsum("ru,cv,uvio->rcoi", taps, taps, self.kernel)  # (3, 3, C, F) -> (4, 4, F, C)
+
+    def call(self, inputs):
+        y = ops.conv_transpose(inputs, self.transposed_kernel(), strides=2, padding="same")
         return self.activation(y + self.bias)
 
     def compute_output_shape(self, input_shape):
