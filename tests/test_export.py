@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from faults import snapshot
+
 from vae_cli.cli.export import main as export_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def round_trips(runs, tmp_path_factory) -> dict[tuple[str, str, str], float]:
     (folder / "jobs.json").write_text(json.dumps(jobs))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run([sys.executable, str(RUNNER), str(folder / "jobs.json")], capture_output=True,
-                            text=True, cwd=folder, env=env, timeout=600)
+                            text=True, cwd=folder, env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1])["vae_cli_imported"] is False
     diffs = {}
@@ -145,7 +145,7 @@ def test_part_decoder_writes_only_the_decoder(runs, tmp_path):
 def _cli(*args, code_prefix="", cwd=REPO):
     code = f"{code_prefix}import sys\nfrom vae_cli.cli.export import main\nsys.exit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300, check=False)
 
 
 def _our_lines(stderr: str) -> list[str]:
@@ -162,8 +162,8 @@ def test_refuses_an_out_that_holds_files(runs, tmp_path):
     before = snapshot(tmp_path)
     result = _cli(str(runs["strided"]), "--format", "keras", "--out", str(out))
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"vae-export: error: --out: {out} already holds files; vae-export writes "
-                                     "only into a new or empty folder so nothing is overwritten; pick another --out")
+    assert result.stderr.strip() == (f"vae-export: error: --out: {out} already holds files; vae-export writes only "
+                                     "into a new or empty folder so nothing is overwritten; pick another --out")
     assert snapshot(tmp_path) == before
 
 
@@ -195,8 +195,8 @@ def test_a_converter_that_fails_mid_export_leaves_nothing(runs, tmp_path):
     result = _cli(str(runs["strided"]), "--format", "onnx", "--out", str(tmp_path / "exports" / "onnx"),
                   code_prefix=code)
     assert result.returncode == 2, result.stderr
-    assert _our_lines(result.stderr) == ["vae-export: error: --format onnx: the converter failed to import (this "
-                                         "copy is broken); reinstall it with pip install 'vae-cli[onnx]'"]
+    assert _our_lines(result.stderr) == [("vae-export: error: --format onnx: the converter failed to import (this "
+                                          "copy is broken); reinstall it with pip install 'vae-cli[onnx]'")]
     assert list((tmp_path / "exports").iterdir()) == []  # neither --out nor a hidden partial folder
 
 
@@ -215,7 +215,8 @@ def test_help_is_instant_and_the_script_is_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["vae-export"] == "vae_cli.cli.export:main"
     code = ("import sys, contextlib, io\nfrom vae_cli.cli.export import main\nout = io.StringIO()\n"
-            "with contextlib.redirect_stdout(out):\n    try: main(['--help'])\n    except SystemExit as e: print(e.code)\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    try: main(['--help'])\n    except SystemExit as e: print(e.code)\n"
             "print(out.getvalue()); print('TF', 'tensorflow' in sys.modules or 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert "--format {keras,savedmodel,tflite,onnx}" in out and "examples:" in out

@@ -11,7 +11,7 @@ import types
 __version__ = "0.1.0"
 
 _LAZY = {"load": "api", "train": "api", "VAE": "api", "UsageError": "errors"}
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "load", "train", "VAE", "UsageError"]
 
 
 def __getattr__(name: str):

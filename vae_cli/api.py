@@ -134,7 +134,8 @@ class VAE:
         if not np.issubdtype(y.dtype, np.integer):
             raise UsageError(f"labels: expected integer class numbers, got {y.dtype} values")
         if count and not 0 <= y.min() <= y.max() < k:
-            raise UsageError(f"labels: expected class numbers from 0 to {k - 1}, got {y.min() if y.min() < 0 else y.max()}")
+            bad = y.min() if y.min() < 0 else y.max()
+            raise UsageError(f"labels: expected class numbers from 0 to {k - 1}, got {bad}")
         return one_hot(y, k)
 
 
@@ -207,7 +208,8 @@ def _train_new_run(config: Config) -> Path:
 
     check_dataset_spec(config.dataset)
     check_output_root(config.out)
-    from .train import check_data, train as train_run  # keras and TensorFlow: after the checks above
+    from .train import check_data  # keras and TensorFlow: after the checks above
+    from .train import train as train_run
 
     strategy = make_strategy(config.strategy)
     check_batch_size(config.batch_size, strategy, config.strategy)
