@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,7 +167,10 @@ def train(config: Config | dict[str, Any] | str | os.PathLike | None = None, /, 
     name or path (as vae-train --preset); keyword arguments override it, e.g.
     `vae_cli.train("mlp", epochs=3, dataset="mnist-5k")`. The run directory is created under
     `out` (default outputs/), exactly as vae-train would write it."""
-    return load(_train_new_run(training_config(config, overrides)))
+    checked = training_config(config, overrides)
+    from .train_run import train_new_run
+
+    return load(train_new_run(checked).run_path)
 
 
 def training_config(config, overrides: dict[str, Any]) -> Config:
@@ -194,29 +196,3 @@ def training_config(config, overrides: dict[str, Any]) -> Config:
                          "on each machine instead")
     return config_from_dict(values, where="vae_cli.train")
 
-
-def _train_new_run(config: Config) -> Path:
-    """Train `config` into a new run directory under config.out; its path.
-
-    Interim: vae-train's steps without its command line. Once vae_cli/train_run.py (train_new_run)
-    is on main, this body becomes the one line `return train_new_run(config).run_path`.
-    """
-    from .data import check_dataset_spec, load_dataset
-    from .distribute import check_batch_size, make_strategy
-    from .resume import run_lock
-    from .run import RunDir, check_output_root
-
-    check_dataset_spec(config.dataset)
-    check_output_root(config.out)
-    from .train import check_data  # keras and TensorFlow: after the checks above
-    from .train import train as train_run
-
-    strategy = make_strategy(config.strategy)
-    check_batch_size(config.batch_size, strategy, config.strategy)
-    data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
-                        image_size=config.image_hw, channels=config.channels)
-    check_data(config, data)
-    run = RunDir.create(config.out, config.run_name)
-    with run_lock(run.path):
-        train_run(config, data, run, strategy=strategy)
-    return run.path
