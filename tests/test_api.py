@@ -175,7 +175,7 @@ def test_vae_cli_train_still_trains_once_the_trainer_module_is_imported(tmp_path
             "    except vae_cli.UsageError as e:\n"  # refused after the trainer module was imported
             "        print(attempt, e)\n"
             "import vae_cli.train as trainer\n"
-            "print(callable(trainer.kl_weight))")
+            "print(callable(trainer.check_data))")
     result = _python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     refusal = ("--conditional needs a class label for every image, but dataset 'npz:unlabelled.npz' has none; "
