@@ -92,15 +92,15 @@ def test_training_starts_quietly_and_names_graphviz_once(tmp_path):
     anyway and one line says how to get graphviz's version."""
     from vae_cli.diagram import GRAPHVIZ_HINT
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent)}  # no `dot`
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": str(tmp_path / "no-bin")}  # no graphviz `dot`
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     result = subprocess.run([sys.executable, "-m", "vae_cli.cli.train", "--dataset", "mnist-5k", "--arch", "mlp",
-                             "--epochs", "1", "--hidden-dim", "16", "--out", str(tmp_path)],
+                             "--epochs", "1", "--hidden-dim", "16", "--out", str(tmp_path / "runs")],
                             capture_output=True, text=True, cwd=REPO, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert not [noise for noise in STARTUP_NOISE if noise in result.stderr], result.stderr
     assert result.stdout.count(GRAPHVIZ_HINT) == 1
-    (run,) = tmp_path.iterdir()
+    (run,) = (tmp_path / "runs").iterdir()
     for name in ("encoder.png", "decoder.png", "vae.png"):
         assert (run / name).stat().st_size > 1000
 
