@@ -2,6 +2,7 @@
 per-class manifolds and t-SNE for the conditional 3-D run, and one-line refusals."""
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -108,3 +109,81 @@ def test_missing_history(run_copy, capsys):
     assert exit_code(main, [str(run_copy), "--what", "loss"]) == 2
     assert "history.csv is missing" in capsys.readouterr().err
     assert ALL[-1] == "loss"  # `all` skips it with a note instead (see plot_command)
+
+
+def test_epoch_sample_grids_keep_their_tiles_apart(mlp_run):
+    """samples/epoch-NNN.png: 8 x 8 digits, one grey pixel apart, enlarged 3x."""
+    pixels = np.asarray(Image.open(mlp_run / "samples" / "epoch-001.png"))
+    assert pixels.shape == (3 * (8 * 28 + 7), 3 * (8 * 28 + 7))
+    gap_rows = pixels[3 * 28: 3 * 29]  # between the first and second row of digits
+    assert np.all(gap_rows == 128)
+
+
+@pytest.fixture(scope="module")
+def npz_run(tmp_path_factory):
+    """A 1-epoch 2-D MLP run on a small .npz (12x12 images, 3 labels) that tests may delete."""
+    from vae_cli.cli.train import main as train
+
+    folder = tmp_path_factory.mktemp("npz-run")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "data.npz", x_train=rng.integers(0, 256, (120, 12, 12), dtype=np.uint8),
+             y_train=np.arange(120) % 3)
+    assert train(["--arch", "mlp", "--hidden-dim", "8", "--dataset", f"npz:{folder / 'data.npz'}",
+                  "--epochs", "1", "--batch-size", "40", "--out", str(folder / "runs")]) == 0
+    (run,) = (folder / "runs").iterdir()
+    return run
+
+
+def test_figures_drawn_from_the_model_alone_never_load_the_data(npz_run, tmp_path, capsys):
+    (npz_run.parents[1] / "data.npz").unlink()  # the data moved away after training
+    out = tmp_path / "figs"
+    assert main([str(npz_run), "--what", "manifold,samples,loss", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["loss.png", "manifold.png", "samples.png"]
+    captured = capsys.readouterr()
+    assert "data:" not in captured.out and captured.err == ""
+    assert exit_code(main, [str(npz_run), "--what", "latent", "--out", str(tmp_path / "latent")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data.npz" in err
+    assert "latent is drawn from the run's held-out images: point --dataset at the same data" in err
+    assert not (tmp_path / "latent").exists()
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A conditional 1-epoch MLP run on a folder of three classes named circle, square, triangle."""
+    from vae_cli.cli.train import main as train
+
+    root = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("circle", "square", "triangle")):
+        (root / "data" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.normal(80 * k + 40, 20, (8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / "data" / name / f"{i}.png")
+    assert train(["--arch", "mlp", "--hidden-dim", "8", "--dataset", f"folder:{root / 'data'}", "--conditional",
+                  "--epochs", "1", "--batch-size", "6", "--out", str(root / "runs")]) == 0
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+def test_figures_name_the_classes_that_config_json_keeps(shapes_run, tmp_path):
+    """config.json keeps a folder's class names; the latent key, the rows of samples.png and the
+    per-class manifold titles use them; without them (or with junk) they show numbers."""
+    meta = json.loads((shapes_run / "config.json").read_text())
+    assert meta["data"]["class_names"] == ["circle", "square", "triangle"]
+    runs = {}
+    for variant, names in (("names", meta["data"]["class_names"]), ("again", meta["data"]["class_names"]),
+                           ("numbers", None), ("junk", 5)):
+        runs[variant] = tmp_path / variant
+        shutil.copytree(shapes_run, runs[variant])
+        (runs[variant] / "config.json").write_text(json.dumps({**meta, "data": {**meta["data"], "class_names": names}}))
+        assert main([str(runs[variant]), "--what", "latent,samples,manifold", "--grid", "3"]) == 0
+
+    def pixels(variant, name):
+        return np.asarray(Image.open(runs[variant] / "plots" / name).convert("L"), np.int16)
+
+    for name in ("latent.png", "samples.png", "manifold-0.png"):
+        assert np.array_equal(pixels("names", name), pixels("again", name))  # drawing is repeatable
+        assert np.array_equal(pixels("numbers", name), pixels("junk", name))  # junk: numbers
+        named, numbered = pixels("names", name), pixels("numbers", name)
+        assert named.shape != numbered.shape or np.abs(named - numbered).sum() > 0, name

@@ -1,10 +1,15 @@
 """vae-sample: its files and their formats, determinism for a seed, given points, interpolation,
 conditional labels, and refusals that leave every existing file as it was."""
 
+import io
+import sys
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
 
+import vae_cli.latent
 from tests.faults import exit_code
 from vae_cli.cli.sample import main
 
@@ -135,3 +140,32 @@ def test_conditional_interpolation_blends_the_two_labels(cond_run, tmp_path):
     np.testing.assert_allclose(labels[2][[y[i], y[j]]], [0.5, 0.5])
     sample(cond_run, tmp_path / "fixed", "--interpolate", str(i), str(j), "--steps", "5", "--label", "3")
     assert np.all(np.load(tmp_path / "fixed" / "labels.npy").argmax(1) == 3)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_ctrl_c_says_on_a_line_of_its_own_what_was_kept(mlp_run, tmp_path, monkeypatch):
+    """The message does not glue onto the progress line and names the PNGs kept and the files
+    not written."""
+    real = vae_cli.latent.generate_batches
+
+    def interrupted_after_one_batch(*args, **kwargs):
+        batches = real(*args, **{**kwargs, "batch_size": 5})
+        first = next(batches)
+        time.sleep(0.3)  # past the progress line's 0.2 s between redraws, so it is drawn
+        yield first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vae_cli.latent, "generate_batches", interrupted_after_one_batch)
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    out = tmp_path / "out"
+    assert main([str(mlp_run), "-n", "20", "--out", str(out)]) == 130
+    progress, message, end = err.getvalue().rsplit("\n", 2)
+    assert progress.startswith("\rvae-sample: 5/20 images (25%)") and end == ""
+    assert message == (f"vae-sample: interrupted; kept 5 PNGs (sample-0001.png to sample-0005.png) in {out}/; "
+                       "no grid.png and no .npy files, which are written only once every image is done")
+    assert sorted(p.name for p in out.iterdir()) == [f"sample-{i:04d}.png" for i in range(1, 6)]

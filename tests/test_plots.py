@@ -1,7 +1,5 @@
 """plots.py: every figure writes a decodable PNG of a plausible size, atomically."""
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,21 +30,27 @@ def no_leftovers(directory):
 
 
 class TestTiling:
-    def test_constant_images_land_in_their_cells_and_blank_cells_are_zero(self):
-        images = np.stack([np.full((2, 3, 1), v, np.float32) for v in (0.25, 0.5, 0.75)])
-        mosaic = plots.tile_images(images)  # ncols = ceil(sqrt(3)) = 2
-        assert mosaic.shape == (4, 6, 1)
-        assert np.all(mosaic[:2, :3] == 0.25)
-        assert np.all(mosaic[:2, 3:] == 0.5)
-        assert np.all(mosaic[2:, :3] == 0.75)
-        assert np.all(mosaic[2:, 3:] == 0.0)
+    def test_tiles_are_one_grey_pixel_apart_and_blank_cells_are_zero(self):
+        images = np.stack([np.full((2, 3, 1), v, np.float32) for v in (0.25, 0.75, 1.0)])
+        mosaic = plots.tile_images(images)  # ncols = ceil(sqrt(3)) = 2, 2x3 images: gap 1
+        assert mosaic.shape == (2 + 1 + 2, 3 + 1 + 3, 1)
+        assert np.all(mosaic[:2, :3] == 0.25) and np.all(mosaic[:2, 4:] == 0.75)
+        assert np.all(mosaic[3:, :3] == 1.0) and np.all(mosaic[3:, 4:] == 0.0)  # the blank cell
+        assert np.all(mosaic[2, :] == plots.GAP_VALUE) and np.all(mosaic[:, 3] == plots.GAP_VALUE)
 
-    def test_explicit_columns(self):
+    def test_explicit_columns_and_gap(self):
         images = rgb(7, size=8)
         mosaic = plots.tile_images(images, ncols=7)
-        assert mosaic.shape == (8, 56, 3)
-        np.testing.assert_array_equal(mosaic[:, 8:16], images[1])
-        assert plots.tile_images(images, ncols=3).shape == (24, 24, 3)
+        assert mosaic.shape == (8, 7 * 8 + 6, 3)  # one row: gaps between columns only
+        np.testing.assert_array_equal(mosaic[:, 9:17], images[1])
+        assert plots.tile_images(images, ncols=3).shape == (3 * 8 + 2, 3 * 8 + 2, 3)
+        assert plots.tile_images(images, ncols=3, gap=0).shape == (24, 24, 3)
+        assert plots.tile_images(images, ncols=1, gap=2).shape == (7 * 8 + 12, 8, 3)
+
+    def test_large_images_get_two_pixels_and_integer_images_a_mid_grey(self):
+        assert plots.tile_gap(28, 28) == 1 and plots.tile_gap(64, 64) == 2
+        big = plots.tile_images(np.zeros((2, 64, 64, 1), np.uint8), ncols=2)
+        assert big.shape == (64, 130, 1) and np.all(big[:, 64:66] == 127)
 
 
 class TestImages:
@@ -131,28 +135,19 @@ class TestCharts:
         width, height = png_size(tmp_path / "latent.png")
         assert width >= 400 and height >= 400
 
+    def test_latent_key_names_the_classes(self, tmp_path):
+        points, labels = RNG.normal(size=(300, 2)), np.arange(300) % 3
+        plots.plot_latent(points, labels, tmp_path / "numbers.png")
+        plots.plot_latent(points, labels, tmp_path / "numbers-again.png", class_names=[])
+        plots.plot_latent(points, labels, tmp_path / "names.png", class_names=["circle", "square", "$\\frac"])
+        read = lambda name: np.asarray(Image.open(tmp_path / name).convert("L"), np.int16)  # noqa: E731
+        assert np.array_equal(read("numbers.png"), read("numbers-again.png"))  # drawing is repeatable
+        names = read("names.png")  # the key's text changed, and mathtext-looking names still draw
+        assert names.shape != read("numbers.png").shape or np.abs(names - read("numbers.png")).sum() > 0
 
-class TestArchitecture:
-    @pytest.fixture(scope="class")
-    def model(self):
-        keras = pytest.importorskip("keras")
-        inputs = keras.Input((4,), name="x")
-        outputs = keras.layers.Dense(2, name="z_mean")(keras.layers.Dense(3, name="hidden")(inputs))
-        return keras.Model(inputs, outputs, name="encoder")
-
-    @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` is not installed")
-    def test_png_when_graphviz_is_present(self, tmp_path, model):
-        pytest.importorskip("pydot")
-        path = tmp_path / "encoder.png"
-        assert plots.plot_architecture(model, path) is None
-        assert min(png_size(path)) > 50
-        assert no_leftovers(tmp_path) == []
-
-    def test_text_fallback_without_dot(self, tmp_path, model, monkeypatch):
-        monkeypatch.setattr(plots.shutil, "which", lambda name: None)
-        message = plots.plot_architecture(model, tmp_path / "encoder.png")
-        assert "graphviz" in message and "\n" not in message
-        assert not (tmp_path / "encoder.png").exists()
-        assert "z_mean" in (tmp_path / "encoder.txt").read_text()
-        assert "digraph" in (tmp_path / "encoder.dot").read_text()
-        assert no_leftovers(tmp_path) == []
+    def test_class_labels_are_short_printable_text(self):
+        assert plots.class_label("circle") == "circle"
+        assert plots.class_label("$x$") == r"\$x\$"  # never mathtext
+        assert plots.class_label("a\nb") == "a?b"
+        long = plots.class_label("x" * 100)
+        assert len(long) == plots.MAX_CLASS_NAME and long.endswith("\u2026")

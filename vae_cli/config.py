@@ -276,7 +276,9 @@ def find_preset(name_or_path: str) -> Path:
             f"{', '.join(preset_names()) or '(none installed)'} or give a path to a .json file")
     path = Path(name_or_path).expanduser()
     if not path.exists():
-        raise UsageError(f"--preset: file {path} does not exist")
+        hint = (f"; did you mean --preset {path.stem} (the built-in preset)?"
+                if path.suffix == ".json" and path.stem in preset_names() else "")
+        raise UsageError(f"--preset: file {path} does not exist{hint}")
     if not path.is_file():
         raise UsageError(f"--preset: {path} is not a file")
     return path

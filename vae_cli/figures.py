@@ -2,7 +2,9 @@
 so both produce the same look.
 
 Each figure is a small function from a `FigureSet` (models, held-out images, options) to the
-paths it wrote; FIGURES maps names (the values of vae-plot --what) to them.
+paths it wrote; FIGURES maps names (the values of vae-plot --what) to them. Figures drawn from the
+models alone (loss, samples, a manifold of a latent space of at most two dimensions) need no
+images, so vae-plot loads the data only when `needs_data` says so.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ MAX_TRAVERSAL_DIMS = 20  # beyond this the rows get too thin: the most active di
 INTERPOLATION_PAIRS, INTERPOLATION_STEPS = 8, 10
 
 
+def needs_data(what, latent_dim: int) -> bool:
+    """Whether any of the figures `what` is drawn from held-out images: all but loss and samples,
+    and manifold too when latent_dim > 2 (its plane spans the codes' two principal directions)."""
+    return any(name not in ("loss", "samples", "manifold") or (name == "manifold" and latent_dim > 2)
+               for name in what)
+
+
 @dataclass
 class FigureSet:
     """What the figures are drawn from. x/y are held-out images and their labels (y may be None
-    unless the run is conditional, i.e. num_classes is set)."""
+    unless the run is conditional, i.e. num_classes is set); x may be None when no figure drawn
+    needs images (see needs_data). class_names names the labels in keys and titles (config.json
+    keeps a folder's class names); anything but a list of strings is ignored."""
 
     encoder: object
     decoder: object
     latent_dim: int
-    x: np.ndarray
+    x: np.ndarray | None = None
     y: np.ndarray | None = None
     num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
     history: dict | None = None
     grid: int = 30
     value_range: float = 4.0  # manifold: [-r, r] along each axis
@@ -47,8 +59,17 @@ class FigureSet:
     index: int = 0  # the held-out image whose code the traversal starts from
 
     def __post_init__(self):
-        if self.num_classes is not None and self.y is None:
+        if self.num_classes is not None and self.x is not None and self.y is None:
             raise ValueError("a conditional run's figures need the labels y of the images x")
+        names = self.class_names
+        ok = isinstance(names, (list, tuple)) and names and all(isinstance(t, str) for t in names)
+        self.class_names = tuple(names) if ok else None
+
+    def class_name(self, k: int) -> str:
+        """Class k as figure text: its name when known, else `label k`."""
+        if self.class_names and 0 <= k < len(self.class_names):
+            return plots.class_label(self.class_names[k])
+        return f"label {k}"
 
     def labels(self, count: int | None = None):
         """One-hot labels of the first `count` images for a conditional run, else None."""
@@ -59,6 +80,8 @@ class FigureSet:
     @cached_property
     def codes(self) -> np.ndarray:
         """z_mean of (at most MAX_SCATTER_POINTS) held-out images."""
+        if self.x is None:
+            raise ValueError("this figure is drawn from held-out images, but none were given")
         n = MAX_SCATTER_POINTS
         return latent.encode_mean(self.encoder, self.x[:n], self.labels(n))
 
@@ -95,19 +118,23 @@ def _latent(fs: FigureSet, out: Path) -> list[Path]:
         n = min(len(fs.codes), latent.MAX_TSNE_POINTS)
         points = latent.tsne_2d(fs.codes[:n], seed=fs.seed)
         plots.plot_latent(points, None if labels is None else labels[:n], out / "latent-tsne.png",
-                          xlabel="t-SNE 1", ylabel="t-SNE 2",
+                          xlabel="t-SNE 1", ylabel="t-SNE 2", class_names=fs.class_names,
                           title=f"Latent space (t-SNE of {fs.latent_dim}-D z_mean, {n:,} images)")
         return [out / "latent-tsne.png"]
     points, xl, yl, _, _ = fs.projection
     title = ("Latent space (z_mean)" if fs.latent_dim <= 2
              else f"Latent space (PCA of {fs.latent_dim}-D z_mean)")
-    plots.plot_latent(points, labels, out / "latent.png", xlabel=xl, ylabel=yl, title=title)
+    plots.plot_latent(points, labels, out / "latent.png", xlabel=xl, ylabel=yl, title=title,
+                      class_names=fs.class_names)
     return [out / "latent.png"]
 
 
 def _manifold(fs: FigureSet, out: Path) -> list[Path]:
     """manifold.png; a conditional run gets manifold-<label>.png, one per class."""
-    _, xl, yl, origin, axes = fs.projection
+    if fs.latent_dim > 2:
+        _, xl, yl, origin, axes = fs.projection
+    else:  # the latent space itself: no codes needed
+        xl, yl, origin, axes = "z[0]", "z[1]" if fs.latent_dim == 2 else "(latent is 1-D)", None, None
     if fs.latent_dim == 1:
         axes, origin = np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)
     title = ("Decoded latent grid" if fs.latent_dim == 2
@@ -120,7 +147,7 @@ def _manifold(fs: FigureSet, out: Path) -> list[Path]:
                                            origin=origin, axes=axes, label=label)
         path = out / ("manifold.png" if k is None else f"manifold-{k}.png")
         plots.plot_manifold(images, gx, gy, path, xlabel=xl, ylabel=yl,
-                            title=title if k is None else f"{title}, label {k}")
+                            title=title if k is None else f"{title}, {fs.class_name(k)}")
         written.append(path)
     return written
 
@@ -134,7 +161,7 @@ def _samples(fs: FigureSet, out: Path) -> list[Path]:
         per_class = 10
         z, labels = latent.class_grid(fs.num_classes, per_class, fs.latent_dim, seed=fs.seed)
         plots.plot_labelled_rows(latent.decode(fs.decoder, z, labels), per_class,
-                                 [f"label {k}" for k in range(fs.num_classes)], out / "samples.png",
+                                 [fs.class_name(k) for k in range(fs.num_classes)], out / "samples.png",
                                  title="Samples per class, z ~ N(0, I) (one z per column)")
     return [out / "samples.png"]
 

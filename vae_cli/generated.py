@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import plots
 from .atomic import atomic_path
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .run import check_can_create, make_unique_dir
 from .latent import Samples
 
@@ -63,30 +64,37 @@ def write_samples(folder: Path, batches: Iterable[Samples], total: int, *, title
     holding `total` images in all; returns the .npy files. Memory holds one batch plus the grid.
 
     The PNGs appear as they are made; the .npy files are renamed into place only once complete,
-    so an interrupted run leaves no .npy at all rather than a short one.
+    so an interrupted run leaves no .npy at all rather than a short one. Ctrl-C raises
+    Interrupted, whose message says which PNGs were kept.
     """
     folder.mkdir(parents=True, exist_ok=True)
     width = max(4, len(str(total)))
     shown: list[np.ndarray] = []
     done = 0
-    with contextlib.ExitStack() as stack:
-        arrays: dict[str, _NpyWriter] = {}
-        for batch in batches:
-            images = np.clip(batch.images, 0.0, 1.0).astype(np.float32)
-            parts = {"samples.npy": images, "z.npy": batch.z, "labels.npy": batch.labels}
-            if not arrays:
-                arrays = {name: _NpyWriter(stack, folder / name, total, part.shape[1:])
-                          for name, part in parts.items() if part is not None}
-            for name, writer in arrays.items():
-                writer.write(parts[name])
-            for i, image in enumerate(images, start=done + 1):
-                plots.save_image(image, folder / f"sample-{i:0{width}d}.png")
-            shown.extend(images[:max(0, GRID_MAX - done)])
-            done += len(images)
-            if progress:
-                progress(done, total)
-        if done != total or not arrays:
-            raise ValueError(f"write_samples was promised {total} images and got {done}")
+    try:
+        with contextlib.ExitStack() as stack:
+            arrays: dict[str, _NpyWriter] = {}
+            for batch in batches:
+                images = np.clip(batch.images, 0.0, 1.0).astype(np.float32)
+                parts = {"samples.npy": images, "z.npy": batch.z, "labels.npy": batch.labels}
+                if not arrays:
+                    arrays = {name: _NpyWriter(stack, folder / name, total, part.shape[1:])
+                              for name, part in parts.items() if part is not None}
+                for name, writer in arrays.items():
+                    writer.write(parts[name])
+                for image in images:
+                    plots.save_image(image, folder / f"sample-{done + 1:0{width}d}.png")
+                    done += 1
+                    shown.extend([image] if len(shown) < GRID_MAX else [])
+                if progress:
+                    progress(done, total)
+            if done != total or not arrays:
+                raise ValueError(f"write_samples was promised {total} images and got {done}")
+    except KeyboardInterrupt:
+        kept = (f"kept {done:,} PNG{'s' if done != 1 else ''} (sample-{1:0{width}d}.png to "
+                f"sample-{done:0{width}d}.png) in {folder}/" if done else f"no images were written to {folder}/")
+        raise Interrupted(signal.SIGINT, f"interrupted; {kept}; no grid.png and no .npy files, which are "
+                          "written only once every image is done") from None
     if total > GRID_MAX:
         title = f"{title} (first {GRID_MAX:,} of {total:,})"
     plots.save_image_grid(np.stack(shown), folder / "grid.png", ncols=ncols, title=title)

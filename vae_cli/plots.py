@@ -1,17 +1,15 @@
 """Every PNG vae-cli writes: figure functions that take numpy arrays and a path.
 
 Each function draws under the Agg backend, saves, and closes its figure; nothing here builds a
-model, loads a run or reads a config (keras is imported only inside `plot_architecture`). Every
-write goes to a hidden temporary file in the target directory and is renamed into place, so a
-killed process never leaves a truncated PNG. Images are float arrays in [0, 1] shaped
+model, loads a run or reads a config (model diagrams are diagram.py's). Every write goes to a
+hidden temporary file in the target directory and is renamed into place, so a killed process
+never leaves a truncated PNG. Images are float arrays in [0, 1] shaped
 (N, H, W, C) with C == 1 (drawn grayscale) or C == 3 (RGB).
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -25,14 +23,14 @@ from .atomic import atomic_path  # noqa: E402
 
 DPI = 110
 MAX_TICK_LABELS = 11  # more z labels than this overlap on a 30-wide manifold
-GRAPHVIZ_HINT = ("PNG architecture diagrams need graphviz (`apt-get install graphviz` or "
-                 "`brew install graphviz`) and pydot (`pip install pydot`)")
+GAP_VALUE = 0.5  # between mosaic tiles: mid grey shows against black digits' and white backgrounds
+MAX_CLASS_NAME = 24  # characters of a class name shown in a key or a row label
 _LOSS_TITLES = {"loss": "total loss", "recon": "reconstruction", "kl": "KL divergence"}
 
 
 # ---------------------------------------------------------------------------- writing helpers
 
-def _save(fig, path, *, tight: bool = True) -> None:
+def save_figure(fig, path, *, tight: bool = True) -> None:
     """Save a figure atomically at the shared dpi, then close it whatever happens.
 
     tight=False keeps the figure's own layout: a tight bounding box draws the figure twice, which
@@ -95,30 +93,51 @@ def _thin(n: int, most: int = MAX_TICK_LABELS) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, most)).astype(int))
 
 
-def _cell_ticks(set_ticks, set_labels, values, cell: int, fmt: str = "%.1f") -> None:
-    """Minor ticks at every cell centre, labelled major ticks at a thinned subset."""
-    centres = np.arange(len(values)) * cell + (cell - 1) / 2
+def _cell_ticks(set_ticks, set_labels, values, size: int, step: int, fmt: str = "%.1f") -> None:
+    """Minor ticks at every cell centre (cells `size` pixels wide, one every `step`), labelled
+    major ticks at a thinned subset."""
+    centres = np.arange(len(values)) * step + (size - 1) / 2
     keep = _thin(len(values))
     set_ticks(centres, minor=True)
     set_ticks(centres[keep])
     set_labels([fmt % values[i] for i in keep])
 
 
+def class_label(name: str) -> str:
+    """A class name as figure text: printable, at most MAX_CLASS_NAME characters, and never read
+    as mathtext (a folder may be called `$x$`)."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(name))
+    if len(text) > MAX_CLASS_NAME:
+        text = text[: MAX_CLASS_NAME - 1] + "\u2026"
+    return text.replace("$", r"\$")
+
+
 # ---------------------------------------------------------------------------- images
 
-def tile_images(images, ncols=None) -> np.ndarray:
-    """(N, H, W, C) -> one (rows*H, ncols*W, C) mosaic, row-major, no gaps, blank cells 0.
+def tile_gap(h: int, w: int) -> int:
+    """Pixels between neighbouring tiles of h x w images: 1, or 2 from 64 pixels up."""
+    return 1 if min(h, w) < 64 else 2
 
-    ncols defaults to ceil(sqrt(N)).
+
+def tile_images(images, ncols=None, gap=None) -> np.ndarray:
+    """(N, H, W, C) -> one mosaic, row-major, tiles `gap` pixels apart (default tile_gap(H, W))
+    on GAP_VALUE grey, so small images never merge into stripes; blank cells are 0.
+
+    ncols defaults to ceil(sqrt(N)); the shape is (rows*H + (rows-1)*gap, ncols*W + (ncols-1)*gap, C).
     """
     images = np.asarray(images)
     n, h, w, c = images.shape
+    gap = tile_gap(h, w) if gap is None else int(gap)
     ncols = max(1, int(ncols) if ncols else math.ceil(math.sqrt(n)))
     nrows = max(1, math.ceil(n / ncols))
-    cells = np.zeros((nrows * ncols, h, w, c), dtype=images.dtype)
-    cells[:n] = images
-    # (rows, cols, H, W, C) -> (rows, H, cols, W, C) -> (rows*H, cols*W, C)
-    return cells.reshape(nrows, ncols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(nrows * h, ncols * w, c)
+    fill = GAP_VALUE if np.issubdtype(images.dtype, np.floating) else np.iinfo(images.dtype).max // 2
+    cells = np.full((nrows * ncols, h + gap, w + gap, c), fill, dtype=images.dtype)
+    cells[:, :h, :w] = 0
+    cells[:n, :h, :w] = images
+    # (rows, cols, H+g, W+g, C) -> (rows, H+g, cols, W+g, C) -> one image; drop the outer gap
+    mosaic = cells.reshape(nrows, ncols, h + gap, w + gap, c).transpose(0, 2, 1, 3, 4)
+    mosaic = mosaic.reshape(nrows * (h + gap), ncols * (w + gap), c)
+    return mosaic[: mosaic.shape[0] - gap, : mosaic.shape[1] - gap]
 
 
 def save_image(image, path) -> None:
@@ -141,7 +160,7 @@ def save_image_grid(images, path, *, ncols=None, title=None) -> None:
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_interpolation(images, path, *, title=None) -> None:
@@ -171,7 +190,7 @@ def plot_reconstructions(originals, reconstructions, path, *, n=10) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _labelled_rows(images, ncols, row_labels, path, *, title=None, values=None, xlabel=None) -> None:
@@ -179,23 +198,25 @@ def _labelled_rows(images, ncols, row_labels, path, *, title=None, values=None, 
     tick labels from `values` when given."""
     images = _as_images(images)
     h, w = images.shape[1:3]
-    mosaic = tile_images(images, ncols)[: len(row_labels) * h]
+    step = h + tile_gap(h, w)
+    mosaic = tile_images(images, ncols)[: len(row_labels) * step - tile_gap(h, w)]
     scale = _scale(*mosaic.shape[:2], target=700)
     left = 0.25 + 0.08 * max(len(label) for label in row_labels)
     fig, ax = _image_figure(*mosaic.shape[:2], scale,
                             (left, 0.6 if values is not None else 0.1, 0.1, 0.4 if title else 0.1))
     _imshow(ax, mosaic, scale)
     if values is not None:
-        _cell_ticks(ax.set_xticks, ax.set_xticklabels, np.asarray(values, dtype=float), w, fmt="%g")
+        _cell_ticks(ax.set_xticks, ax.set_xticklabels, np.asarray(values, dtype=float), w,
+                    w + tile_gap(h, w), fmt="%g")
     else:
         ax.set_xticks([])
-    ax.set_yticks(np.arange(len(row_labels)) * h + (h - 1) / 2)
+    ax.set_yticks(np.arange(len(row_labels)) * step + (h - 1) / 2)
     ax.set_yticklabels(row_labels)
     if xlabel:
         ax.set_xlabel(xlabel)
     if title:
         ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_traversal(images, n_dims, n_steps, values, path, *, dims=None, title="Latent traversal") -> None:
@@ -221,13 +242,14 @@ def plot_manifold(mosaic_images, grid_x, grid_y, path, *, xlabel="z[0]", ylabel=
     scale = _scale(*mosaic.shape[:2], target=840)
     fig, ax = _image_figure(*mosaic.shape[:2], scale, (0.8, 0.6, 0.2, 0.4))
     _imshow(ax, mosaic, scale)
-    _cell_ticks(ax.set_xticks, ax.set_xticklabels, grid_x, w)
-    _cell_ticks(ax.set_yticks, ax.set_yticklabels, grid_y, h)
+    gap = tile_gap(h, w)
+    _cell_ticks(ax.set_xticks, ax.set_xticklabels, grid_x, w, w + gap)
+    _cell_ticks(ax.set_yticks, ax.set_yticklabels, grid_y, h, h + gap)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    _save(fig, path, tight=False)
+    save_figure(fig, path, tight=False)
 
 
 # ---------------------------------------------------------------------------- charts
@@ -256,7 +278,7 @@ def plot_loss(history: dict[str, list[float]], path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _class_colours(labels: np.ndarray):
@@ -270,8 +292,10 @@ def _class_colours(labels: np.ndarray):
     return index, cmap, BoundaryNorm(np.arange(k + 1) - 0.5, k), classes
 
 
-def plot_latent(points, labels, path, *, xlabel="z[0]", ylabel="z[1]", title="Latent space") -> None:
-    """Scatter of 2-D points, coloured by integer class with a colorbar when labels exist."""
+def plot_latent(points, labels, path, *, xlabel="z[0]", ylabel="z[1]", title="Latent space",
+                class_names=None) -> None:
+    """Scatter of 2-D points, coloured by integer class with a colorbar when labels exist; the
+    bar names class k class_names[k] when given, else k."""
     points = np.asarray(points, dtype=float).reshape(len(points), -1)[:, :2]
     size = 3 if len(points) > 3000 else 8
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
@@ -285,8 +309,9 @@ def plot_latent(points, labels, path, *, xlabel="z[0]", ylabel="z[1]", title="La
         keep = _thin(len(classes))
         solid = plt.cm.ScalarMappable(norm=norm, cmap=cmap)  # the bar without the dots' alpha
         bar = fig.colorbar(solid, ax=ax, ticks=keep, fraction=0.046, pad=0.03)
-        bar.set_ticklabels([str(c) for c in classes[keep]])
-        bar.set_label("label")
+        names = list(class_names or [])
+        bar.set_ticklabels([class_label(names[c]) if 0 <= c < len(names) else str(c) for c in classes[keep]])
+        bar.set_label("class" if names else "label")
         bar.minorticks_off()
     spans = np.ptp(points, axis=0) if len(points) else np.ones(2)
     if spans.min() > 0 and 0.25 <= spans[0] / spans[1] <= 4:  # equal only when it costs little
@@ -295,51 +320,4 @@ def plot_latent(points, labels, path, *, xlabel="z[0]", ylabel="z[1]", title="La
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.25)
-    _save(fig, path)
-
-
-# ---------------------------------------------------------------------------- architecture
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def plot_architecture(model, path) -> str | None:
-    """keras.utils.plot_model into `path`; None on success, else a one-line message.
-
-    Checks first, like keras's plot_model, that pydot imports and graphviz's `dot` is on PATH;
-    when either is missing (or drawing fails) it writes `<stem>.txt` (model.summary()) and, when
-    pydot is available, `<stem>.dot` next to `path`, and returns the reason in one line.
-    """
-    import keras
-
-    path = Path(path)
-    try:
-        import pydot  # noqa: F401
-        have_pydot = True
-    except ImportError:
-        have_pydot = False
-    reason = GRAPHVIZ_HINT
-    if have_pydot and shutil.which("dot"):
-        # graphviz 2.43's orthogonal router aborts on some branching graphs (a decoder with two
-        # outputs); curved edges always lay out
-        for splines in ("ortho", "spline"):
-            try:
-                with atomic_path(path) as tmp:
-                    keras.utils.plot_model(model, to_file=str(tmp), show_shapes=True, show_layer_names=True,
-                                           expand_nested=False, dpi=DPI, splines=splines)
-                return None
-            except Exception as err:  # a broken graphviz install must not stop a finished run
-                reason = f"{GRAPHVIZ_HINT}; drawing failed ({type(err).__name__}: {err})"
-
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
-    written = [path.with_suffix(".txt").name]
-    _write_text(path.with_suffix(".txt"), "\n".join(lines).rstrip("\n") + "\n")
-    if have_pydot:
-        dot = keras.utils.model_to_dot(model, show_shapes=True, show_layer_names=True, expand_nested=False)
-        _write_text(path.with_suffix(".dot"), dot.to_string())
-        written.append(path.with_suffix(".dot").name)
-    reason = " ".join(reason.split())  # one line, even if an error message had newlines
-    return f"{path.name} not drawn: {reason}; wrote {' and '.join(written)} instead"
+    save_figure(fig, path)

@@ -231,18 +231,19 @@ def _run_epochs(vae, config: Config, data, strategy, callbacks, first_epoch: int
 
 def _finish(config, data, run, models, progress, devices, log, num_classes) -> dict:
     """Final weights, standalone models, diagrams, figures and held-out numbers."""
-    from . import plots
+    from . import diagram
 
     rundir.write_weights(run / rundir.WEIGHTS_FILE, models.vae)
     for model, name in ((models.encoder, rundir.ENCODER_FILE), (models.decoder, rundir.DECODER_FILE)):
         with rundir.atomic_path(run / name) as tmp:
             model.save(tmp)
-    notes = [plots.plot_architecture(m, run / f"{m.name}.png") for m in models]
+    notes = [diagram.plot_architecture(m, run / f"{m.name}.png") for m in models]
     for note in {n for n in notes if n}:
         log(note)
     history = progress.history_columns()
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed, num_classes=num_classes,
+                 class_names=data.info.get("class_names"),
                  what=CONDITIONAL_TRAINING_FIGURES if num_classes else TRAINING_FIGURES)
     metrics = _metrics(config, data, history, progress.fit_seconds, devices)
     if progress.resumed_at:

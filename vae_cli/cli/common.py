@@ -3,22 +3,63 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import os
 import sys
+import tempfile
 import time
 from typing import Callable
 
 from ..errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 
+# TensorFlow's start-up chatter, printed on a machine without a GPU before any logging is set up
+# (so TF_CPP_MIN_LOG_LEVEL cannot hide it) and by CUDA stubs of a CPU-only or GPU build.
+STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "TF-TRT Warning: Could not find TensorRT",
+)
+
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `prog: error: ... (see prog --help)`, exit code 2."""
+    """argparse with one-line errors: `prog: error: ... (see prog --help)`, exit code 2.
+
+    Flags must be spelled out (no silent abbreviations: `--epoch` is not `--epochs`), and an
+    unknown flag gets a `did you mean` naming the closest real one.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._did_you_mean(extras)}")
+        return namespace
+
+    def _did_you_mean(self, extras: list[str]) -> str:
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        for word in extras:
+            if word.startswith("-"):
+                given = word.split("=", 1)[0]
+                close = ([f for f in flags if f.startswith(given)] if given.startswith("--") else [])
+                close = close or difflib.get_close_matches(given, flags, n=1, cutoff=0.6)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
+
     def error(self, message):
+        end_progress_line()
         sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
 
@@ -30,21 +71,68 @@ def one_line(message: object) -> str:
 
 
 def quiet_tensorflow() -> None:
-    """Set up the environment of the heavy imports; must run before tensorflow is imported.
+    """Set up the environment of the heavy imports and import TensorFlow and Keras quietly.
 
-    Hides TensorFlow's C++ start-up chatter. Also makes OpenMP threads sleep instead of spin
-    while they wait: keras imports scikit-learn, whose OpenMP runtime reads this once when it
-    loads, and its spinning threads make t-SNE (vae-plot --tsne) an order of magnitude slower
-    whenever other processes share the cores. TensorFlow's own thread pools do not use OpenMP.
+    Hides TensorFlow's C++ start-up chatter: TF_CPP_MIN_LOG_LEVEL for what comes later, and, for
+    the lines written before TensorFlow's logging even starts (no variable silences those), the
+    import and the first look at the devices run with file descriptor 2 caught in a temporary
+    file; every caught line that is not known noise (STARTUP_NOISE) is then written to stderr.
+    Also makes OpenMP threads sleep instead of spin while they wait: keras imports scikit-learn,
+    whose OpenMP runtime reads this once when it loads, and its spinning threads make t-SNE
+    (vae-plot --tsne) an order of magnitude slower whenever other processes share the cores.
+    TensorFlow's own thread pools do not use OpenMP. TF_ENABLE_ONEDNN_OPTS is left alone: it
+    changes the numbers.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "tensorflow" in sys.modules:
+        return
+    with startup_noise_dropped():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # CUDA's probe logs here, not at import
+
+
+def drop_startup_noise(text: str) -> str:
+    """The lines of `text` that are not TensorFlow start-up noise (see STARTUP_NOISE)."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not any(noise in line for noise in STARTUP_NOISE))
+
+
+@contextlib.contextmanager
+def startup_noise_dropped():
+    """Catch what is written to file descriptor 2 inside the block (C++ libraries write there
+    directly); afterwards write all but the start-up noise to stderr."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = drop_startup_noise(caught.read().decode("utf-8", "replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def run_main(prog: str, work: Callable[[], int | None]) -> int:
     """Run a command's work, turning known failures into one stderr line and an exit code."""
     try:
-        return work() or 0
+        try:
+            return work() or 0
+        finally:
+            end_progress_line()  # a message after an unfinished progress line starts a line of its own
     except UsageError as e:
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return UsageError.exit_code
@@ -61,6 +149,17 @@ def run_main(prog: str, work: Callable[[], int | None]) -> int:
         print(f"{prog}: error: {one_line(describe_os_error(e))}", file=sys.stderr)
         return TrainingFailed.exit_code
 
+
+_open_line: list = []  # the stream of a progress line still waiting for its newline, if any
+
+
+def end_progress_line() -> None:
+    """End an unfinished progress line, so the next message starts at the left margin."""
+    while _open_line:
+        stream = _open_line.pop()
+        with contextlib.suppress(Exception):
+            stream.write("\n")
+            stream.flush()
 
 
 class ProgressLine:
@@ -85,6 +184,7 @@ class ProgressLine:
                 f"{rate:,.0f}/s, {left // 60}:{left % 60:02d} left")
         self.stream.write(line + "\x1b[K" + ("\n" if done >= total else ""))  # clear the old tail
         self.stream.flush()
+        _open_line[:] = [] if done >= total else [self.stream]
 
 
 def positive_int(text: str) -> int:

@@ -79,8 +79,25 @@ def _with_history(run_path: Path, what: tuple[str, ...]):
         return tuple(w for w in what if w != "loss"), None
 
 
+def _held_out(run, dataset: str | None, what: tuple[str, ...]):
+    """The held-out images; when the run's own data cannot be loaded (moved, deleted), the error
+    names the figures that need it and --dataset."""
+    from ..errors import UsageError
+    from ..figures import needs_data
+    from ..run import load_held_out
+
+    try:
+        return load_held_out(run, dataset)
+    except UsageError as e:
+        if dataset:
+            raise
+        needing = [name for name in what if needs_data([name], run.config.latent_dim)]
+        raise UsageError(f"{e} ({', '.join(needing)} {'is' if len(needing) == 1 else 'are'} drawn from "
+                         f"the run's held-out images: point --dataset at the same data)") from None
+
+
 def plot_command(args: argparse.Namespace) -> int:
-    from ..data import check_dataset_spec
+    from ..data import check_dataset_spec, same_source
     from ..errors import UsageError
     from ..run import plot_folder, read_run_config, run_location
 
@@ -94,21 +111,26 @@ def plot_command(args: argparse.Namespace) -> int:
     out = plot_folder(run_path, args.out)
 
     quiet_tensorflow()
-    from ..figures import FigureSet, draw
-    from ..run import load_held_out, load_run
+    from ..figures import FigureSet, draw, needs_data
+    from ..run import load_run
 
     run = load_run(run_path)
-    held = load_held_out(run, args.dataset)
-    if "traversal" in args.what and args.index >= len(held.x):
+    what, history = _with_history(run_path, args.what)
+    held = _held_out(run, args.dataset, what) if needs_data(what, config.latent_dim) else None
+    if "traversal" in what and args.index >= len(held.x):
         raise UsageError(f"--index: expected 0 to {len(held.x) - 1} (the held-out split has "
                          f"{len(held.x):,} images), got {args.index}")
-    what, history = _with_history(run_path, args.what)
     ranges = {} if args.value_range is None else {"value_range": args.value_range,
                                                     "traversal_range": args.value_range}
-    figures = FigureSet(run.encoder, run.decoder, config.latent_dim, held.x, held.y,
+    # the run's class names, unless the labels come from other data (which numbers its own classes)
+    own_labels = run.conditional or not args.dataset or same_source(args.dataset, config.dataset)
+    figures = FigureSet(run.encoder, run.decoder, config.latent_dim, None if held is None else held.x,
+                        None if held is None else held.y,
                         num_classes=run.num_classes if run.conditional else None, history=history,
+                        class_names=run.data.get("class_names") if own_labels else None,
                         grid=args.grid, seed=args.seed, tsne=args.tsne, index=args.index, **ranges)
-    print(f"data: {held.source}; {len(held.x):,} held-out images ({held.split})")
+    if held is not None:
+        print(f"data: {held.source}; {len(held.x):,} held-out images ({held.split})")
     for path in draw(figures, out, what):
         print(f"wrote {path}")
     return 0
