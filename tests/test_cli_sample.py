@@ -62,6 +62,13 @@ def test_given_latent_points(mlp_run, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "z" / "z.npy"), [[0.5, -1.2], [0, 0], [0.5, -1.2]], rtol=1e-7)
 
 
+def test_latent_points_may_start_with_a_negative_value(mlp_run, tmp_path):
+    """`--z -0.5,1.2` (a space, not `=`): argparse alone would read the value as a flag."""
+    images = sample(mlp_run, tmp_path / "neg", "--z", "-0.5,1.2;-1,-2")
+    assert images.shape == (2, H, W, 1)
+    np.testing.assert_allclose(np.load(tmp_path / "neg" / "z.npy"), [[-0.5, 1.2], [-1, -2]], rtol=1e-7)
+
+
 def test_interpolation_walks_from_one_held_out_image_to_another(mlp_run, tmp_path):
     images = sample(mlp_run, tmp_path / "walk", "--interpolate", "0", "1", "--steps", "6")
     assert images.shape == (6, H, W, 1)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import difflib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -29,6 +30,23 @@ STARTUP_NOISE = (
 )
 
 
+# A value such as "-0.5,1.2" (vae-sample --z) starts with "-" but is no flag: argparse would read
+# it as one, as its own negative-number rule only covers a single number.
+_NUMBER_LIST = re.compile(r"^-\.?[0-9][^;,]*[;,]")
+
+
+def _glue_number_lists(args: list[str] | None) -> list[str]:
+    """`--z -0.5,1.2` -> `--z=-0.5,1.2`, so a point list whose first value is negative parses."""
+    args = list(sys.argv[1:] if args is None else args)
+    glued: list[str] = []
+    for arg in args:
+        if glued and _NUMBER_LIST.match(arg) and glued[-1].startswith("--") and "=" not in glued[-1]:
+            glued[-1] = f"{glued[-1]}={arg}"
+        else:
+            glued.append(arg)
+    return glued
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `prog: error: ... (see prog --help)`, exit code 2.
 
@@ -42,7 +60,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):
-        namespace, extras = self.parse_known_args(args, namespace)
+        namespace, extras = self.parse_known_args(_glue_number_lists(args), namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}{self._did_you_mean(extras)}")
         return namespace
