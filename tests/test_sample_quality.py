@@ -127,13 +127,22 @@ def test_vae_eval_samples_writes_the_numbers_with_their_protocol(mlp_run, tmp_pa
 
 
 def test_vae_eval_samples_label_accuracy_of_a_conditional_run(cond_run, tmp_path):
+    from vae_cli.feature_net import features_and_classes, load_digit_classifier
+    from vae_cli.run import load_run
+    from vae_cli.sampling import generate, prior_z
+
     report_path = tmp_path / "eval.json"
     assert main([str(cond_run), "--iw-samples", "0", "--samples", "20", "--label", "3",
                  "--json", str(report_path)]) == 0
     sq = json.loads(report_path.read_text())["sample_quality"]
     assert sq["protocol"]["label"] == 3 and "of class 3" in sq["protocol"]["reference"]["selection"]
     assert sq["reference_accuracy"] >= 0.9  # the digit classifier knows real 3s
-    assert 0 <= sq["label_accuracy"] <= 1 and sq["label_accuracy_se"] > 0
+    # label accuracy: the share of the 20 seeded class-3 draws the digit classifier calls 3
+    run = load_run(cond_run)
+    images = generate(run.decoder, 3, z=prior_z(20, 3, seed=0), num_classes=10, label=3).images
+    called = features_and_classes(load_digit_classifier()[0], np.clip(images, 0, 1))[1]
+    assert sq["label_accuracy"] == pytest.approx(np.mean(called == 3))
+    assert sq["label_accuracy_se"] == pytest.approx(np.sqrt(np.mean(called == 3) * np.mean(called != 3) / 20))
 
 
 def test_other_shapes_use_the_runs_own_classifier_cached_in_the_run(gaussian_extreme_run, tmp_path):
@@ -195,3 +204,12 @@ def test_the_wheel_ships_the_digit_classifier(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         shipped = z.read("vae_cli/assets/digit_features.weights.h5")
     assert shipped == (repo / "vae_cli/assets/digit_features.weights.h5").read_bytes()
+
+
+def test_half_sample_se_matches_the_standard_error_of_a_mean():
+    from vae_cli.sample_metrics import half_sample_se
+
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(2000, 1)), rng.normal(size=(2000, 1))
+    se = half_sample_se(lambda a, b: [b.mean() - a.mean()], real, fake, repeats=200, seed=0)
+    assert se[0] == pytest.approx(np.sqrt(2 / 2000), rel=0.2)  # sd of a difference of two means of N(0, 1)

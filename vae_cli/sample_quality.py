@@ -29,12 +29,12 @@ from .errors import UsageError
 from .feature_net import (ARCHITECTURE, DIGIT_CLASSES, DIGIT_SHAPE, RUN_RECIPE, accuracy, build_classifier,
                           features_and_classes, load_digit_classifier, sha256_file, train_classifier)
 from .run import Run, load_held_out
-from .sample_metrics import (binomial_se, frechet_bootstrap_se, frechet_distance_of_sets, pca_basis,
-                             precision_recall, project)
+from .sample_metrics import (binomial_se, frechet_distance_of_sets, half_sample_se, pca_basis, precision_recall,
+                             project)
 from .sampling import generate, prior_z
 
 DEFAULT_K = 3
-BOOTSTRAP_REPEATS = 20
+HALF_SAMPLES = 20  # random halves behind each standard error
 PCA_COMPONENTS = 64
 MIN_SAMPLES, MAX_SAMPLES = 10, 50_000  # k-NN needs N > k; P/R cost grows with N^2
 RUN_CLASSIFIER_WEIGHTS = "feature-classifier.weights.h5"
@@ -188,6 +188,20 @@ def _reference_images(held: HeldOut, n: int, label: int | None, seed: int) -> tu
     return x[pick], None if y is None else y[pick]
 
 
+def compare(real: np.ndarray, fake: np.ndarray, *, k: int = DEFAULT_K, seed: int = 0) -> dict:
+    """Fréchet distance, precision and recall of two feature sets, each with its half-sample
+    standard error (seeded)."""
+    def numbers(real_features, fake_features):
+        return (frechet_distance_of_sets(real_features, fake_features),
+                *precision_recall(real_features, fake_features, k))
+
+    errors = half_sample_se(numbers, real, fake, repeats=HALF_SAMPLES, seed=seed)
+    result = {}
+    for name, value, error in zip(("frechet_distance", "precision", "recall"), numbers(real, fake), errors):
+        result[name], result[f"{name}_se"] = float(value), float(error)
+    return result
+
+
 def sample_quality(run: Run, n: int, *, reference: HeldOut | None = None, sampler: Sampler = "prior",
                    temperature: float = 1.0, seed: int = 0, label: int | None = None, k: int = DEFAULT_K,
                    log=None) -> dict:
@@ -210,13 +224,7 @@ def sample_quality(run: Run, n: int, *, reference: HeldOut | None = None, sample
     space = feature_space(run, real, log)
     real_f, real_classes = space.embed(real)
     fake_f, fake_classes = space.embed(fake)
-    precision, recall = precision_recall(real_f, fake_f, k)
-    result = {
-        "frechet_distance": frechet_distance_of_sets(real_f, fake_f),
-        "frechet_distance_se": frechet_bootstrap_se(real_f, fake_f, repeats=BOOTSTRAP_REPEATS, seed=seed),
-        "precision": precision, "precision_se": binomial_se(precision, n),
-        "recall": recall, "recall_se": binomial_se(recall, n),
-    }
+    result = compare(real_f, fake_f, k=k, seed=seed)
     classes_fit = space.num_classes is not None and (run.num_classes or 0) <= space.num_classes
     if real_y is not None and space.num_classes is not None:
         result["reference_accuracy"] = float(np.mean(real_classes == real_y))
@@ -235,8 +243,8 @@ def sample_quality(run: Run, n: int, *, reference: HeldOut | None = None, sample
         "frechet_distance": "squared Fréchet distance between Gaussians fitted to the two feature sets "
                             "(the FID formula in these features; not comparable with Inception FIDs)",
         "precision_recall": f"k-NN manifolds, k={k} (Kynkäänniemi et al. 2019)",
-        "standard_errors": (f"frechet_distance_se: spread (std) over {BOOTSTRAP_REPEATS} bootstrap resamples of "
-                            "both sets; the others: binomial, sqrt(p(1-p)/N)"),
+        "standard_errors": (f"*_se: the spread (std) of each number over {HALF_SAMPLES} seeded random halves of both "
+                            "sets (half-sampling; label_accuracy_se: binomial, sqrt(p(1-p)/N))"),
         "reference_accuracy": "the classifier's accuracy on the reference images' own labels",
     }
     if run.conditional and not classes_fit:

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int_in(1, 65536), default=256, metavar="B",
                         help="images per encoder pass; memory does not grow with K (default: 256)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
-                        help="seeds the z samples (default: 0)")
+                        help="seeds the z samples, and with --samples the draws and reference images (default: 0)")
     parser.add_argument("--samples", type=int_in(MIN_SAMPLES, MAX_SAMPLES), default=None, metavar="N",
                         help="also measure sample quality with N samples against N held-out images "
                         "(see below; default: off)")
