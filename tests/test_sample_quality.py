@@ -129,7 +129,7 @@ def test_vae_eval_samples_writes_the_numbers_with_their_protocol(mlp_run, tmp_pa
 def test_vae_eval_samples_label_accuracy_of_a_conditional_run(cond_run, tmp_path):
     from vae_cli.feature_net import features_and_classes, load_digit_classifier
     from vae_cli.run import load_run
-    from vae_cli.sampling import generate, prior_z
+    from vae_cli.latent import generate, prior_z
 
     report_path = tmp_path / "eval.json"
     assert main([str(cond_run), "--iw-samples", "0", "--samples", "20", "--label", "3",

@@ -31,7 +31,7 @@ from .feature_net import (ARCHITECTURE, DIGIT_CLASSES, DIGIT_SHAPE, RUN_RECIPE, 
 from .run import Run, load_held_out
 from .sample_metrics import (binomial_se, frechet_distance_of_sets, half_sample_se, pca_basis, precision_recall,
                              project)
-from .sampling import generate, prior_z
+from .latent import generate, prior_z
 
 DEFAULT_K = 3
 HALF_SAMPLES = 20  # random halves behind each standard error
