@@ -126,6 +126,28 @@ def test_vae_eval_samples_writes_the_numbers_with_their_protocol(mlp_run, tmp_pa
     assert hot["frechet_distance"] != pytest.approx(sq["frechet_distance"], rel=1e-3)
 
 
+def test_other_samplers_plug_in_as_a_callable_or_latent_points(mlp_run):
+    from vae_cli.latent import prior_z
+    from vae_cli.run import load_run
+    from vae_cli.sample_quality import sample_quality
+
+    run = load_run(mlp_run)
+
+    def narrow(n, *, seed, temperature):
+        return 0.5 * prior_z(n, 2, seed=seed)
+    narrow.description = "N(0, 0.25 I)"
+
+    by_callable = sample_quality(run, 30, sampler=narrow, seed=4)
+    by_points = sample_quality(run, 30, sampler=0.5 * prior_z(30, 2, seed=4), seed=4)
+    by_prior = sample_quality(run, 30, temperature=0.5, seed=4)  # the same z, drawn by the prior sampler
+    assert by_callable["protocol"]["sampler"] == "N(0, 0.25 I)"
+    assert by_points["protocol"]["sampler"] == "given latent points"
+    assert by_callable["frechet_distance"] == pytest.approx(by_points["frechet_distance"], rel=1e-6)
+    assert by_prior["frechet_distance"] == pytest.approx(by_points["frechet_distance"], rel=1e-6)
+    with pytest.raises(ValueError, match="30 finite latent points of dimension 2"):
+        sample_quality(run, 30, sampler=np.zeros((30, 3)))
+
+
 def test_vae_eval_samples_label_accuracy_of_a_conditional_run(cond_run, tmp_path):
     from vae_cli.feature_net import features_and_classes, load_digit_classifier
     from vae_cli.run import load_run

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Callable, NamedTuple, Union
 
 import numpy as np
@@ -28,10 +27,10 @@ from .data import HeldOut, load_dataset
 from .errors import UsageError
 from .feature_net import (ARCHITECTURE, DIGIT_CLASSES, DIGIT_SHAPE, RUN_RECIPE, accuracy, build_classifier,
                           features_and_classes, load_digit_classifier, sha256_file, train_classifier)
+from .latent import generate, prior_z
 from .run import Run, load_held_out
 from .sample_metrics import (binomial_se, frechet_distance_of_sets, half_sample_se, pca_basis, precision_recall,
                              project)
-from .latent import generate, prior_z
 
 DEFAULT_K = 3
 HALF_SAMPLES = 20  # random halves behind each standard error
@@ -110,7 +109,8 @@ def run_classifier_space(run: Run, log=None) -> FeatureSpace | None:
     model = train_classifier(x, y, num_classes, RUN_RECIPE)
     protocol = {"name": "run-classifier", "network": ARCHITECTURE,
                 "features": "the 128 ReLU units before the last layer",
-                "classes": f"the run's {num_classes} labels", "trained_on": f"{len(x):,} training images of {data.source}",
+                "classes": f"the run's {num_classes} labels",
+                "trained_on": f"{len(x):,} training images of {data.source}",
                 "recipe": RUN_RECIPE.to_dict(),
                 "held_out_accuracy": (accuracy(model, data.x_val, data.y_val)
                                       if data.y_val is not None and len(data.y_val) else None)}
