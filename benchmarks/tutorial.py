@@ -1,13 +1,13 @@
-"""The tutorial script that `vae-bench` races end to end: what users run before vae-cli.
+"""The tutorial script that the benchmarks race end to end: what users run before vae-cli.
 
 It is the keras.io convolutional VAE recipe at the architecture of vae-cli's `conv` preset
 (Conv32-MaxPool-Conv32-MaxPool-Dense512, latent 2, UpSampling2D+Conv2D decoder), trained the
 tutorial way (numpy arrays into fit, custom train_step), followed by the tutorial's two figures:
 the latent scatter and the 30x30 manifold decoded one point per `predict` call. It deliberately
 uses nothing from vae-cli. Its Sampling layer and VAE class are also the in-process baselines of
-`bench_workloads`.
+benchmarks/workloads.py.
 
-    python -m vae_cli.bench_tutorial DATA.npz OUT_DIR EPOCHS
+    python benchmarks/tutorial.py DATA.npz OUT_DIR EPOCHS
 """
 
 import os

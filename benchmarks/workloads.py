@@ -1,27 +1,34 @@
-"""What `vae-bench` compares the trainer against, and how it counts work.
+"""What benchmarks/speed.py compares the trainer against, and how it counts work.
 
 The baselines are what a user has today: the keras.io-style VAE (plain layers, a custom
 `train_step` with a GradientTape, numpy arrays into `fit`, default `compile`), the
 pytorch/examples-style MLP VAE trained in eager mode, and the tutorial script as a whole
 (training plus its latent scatter and per-point manifold loop). Each is built from the same
 Config as the project's model, so the architecture is identical; only the machinery differs.
-Imported only by the benchmark: TensorFlow loads here, torch only when asked for.
+TensorFlow loads here, torch only when asked for.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import keras
-import numpy as np
-from keras import layers
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from .bench_tutorial import TutorialSampling, TutorialVAE
-from .config import Config
-from .layers import NarrowConv2D, UpsampleConv2D
-from .models import _conv_grid
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+from benchmarks.measure import run_measured  # noqa: E402
+from benchmarks.tutorial import TutorialSampling, TutorialVAE  # noqa: E402
+from vae_cli.config import Config  # noqa: E402
+from vae_cli.layers import NarrowConv2D, UpsampleConv2D  # noqa: E402
+from vae_cli.models import _conv_grid  # noqa: E402
+
+TUTORIAL_SCRIPT = Path(__file__).with_name("tutorial.py")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -175,34 +182,12 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5, calls: int = 4) -> float
     return best
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 # ---------------------------------------------------------------- end to end: vae-train vs the tutorial script
 
 
 def sixty_thousand_digits(tmp) -> tuple[str, str]:
     """An npz with 60,000 training and 10,000 test digits: full MNIST when keras has it cached,
     else the 5,000 bundled digits tiled (same image size and pixel statistics, so the same work)."""
-    from pathlib import Path
-
     cached = Path(os.path.expanduser("~/.keras/datasets/mnist.npz"))
     if cached.is_file():
         return str(cached), "full MNIST (keras cache)"
@@ -218,68 +203,24 @@ def sixty_thousand_digits(tmp) -> tuple[str, str]:
     return str(path), f"the {len(x):,} bundled MNIST digits tiled to 60,000 + 10,000 (no MNIST cache)"
 
 
-def run_measured(cmd: list[str], env: dict, log_path) -> dict:
-    """Run a command to completion; wall seconds and the peak RSS of that child alone.
-
-    The child's ru_maxrss (wait4) is useless here: Linux starts it at the RSS of the process that
-    forked it, and this benchmark's own process holds TensorFlow and the data (a `python -c pass`
-    forked from a 266 MB parent reports 266 MB). VmHWM in /proc is the high-water mark of the
-    child's own address space since exec; it only grows, so polling it every 50 ms misses at most
-    the growth of the child's last 50 ms.
-    """
-    import subprocess
-
-    with open(log_path, "wb") as log:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        peak_kib, finished = 0, (0, 0, None)
-        while finished[0] == 0:
-            peak_kib = max(peak_kib, _vm_hwm_kib(proc.pid))
-            finished = os.wait4(proc.pid, os.WNOHANG)
-            if finished[0] == 0:
-                time.sleep(0.05)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(finished[1])
-    with open(log_path, encoding="utf-8", errors="replace") as log:
-        tail = log.read()[-2000:]
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... exited with {proc.returncode}:\n{tail}")
-    return {"seconds": wall, "peak_rss_bytes": peak_kib * 1024, "log_tail": tail}
-
-
-def _vm_hwm_kib(pid: int) -> int:
-    """Peak resident set of a running process in KiB (0 once it has exited)."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def end_to_end(tmp, epochs: int, env: dict) -> dict:
     """`vae-train --arch conv --latent-dim 2` on 60,000 digits (all artifacts) against the tutorial
     script (training + latent scatter + per-point manifold), each a fresh process."""
-    import sys
-    from pathlib import Path
+    from vae_cli.config import resolve
+    from vae_cli.models import build_vae
 
     tmp = Path(tmp)
     npz, source = sixty_thousand_digits(tmp)
     ours = run_measured([sys.executable, "-m", "vae_cli.cli.train", "--arch", "conv", "--latent-dim", "2",
-                         "--epochs", str(epochs), "--dataset", f"npz:{npz}", "--out", str(tmp / "e2e-runs")],
-                        env, tmp / "e2e-vae-train.log")
-    tutorial = run_measured([sys.executable, "-m", "vae_cli.bench_tutorial", npz, str(tmp / "e2e-tutorial"),
-                             str(epochs)], env, tmp / "e2e-tutorial.log")
-    from .config import resolve
-    from .models import build_vae
+                         "--epochs", str(epochs), "--dataset", f"npz:{npz}", "--out", str(tmp / "e2e-runs")], env=env)
+    tutorial = run_measured([sys.executable, str(TUTORIAL_SCRIPT), npz, str(tmp / "e2e-tutorial"), str(epochs)],
+                            env=env)
 
     ours_model = build_vae(resolve(None, {"arch": "conv", "latent_dim": 2}), (28, 28, 1))
     params = sum(int(np.prod(w.shape)) for w in ours_model.vae.trainable_weights)
-    if f"parameters: {params}" not in tutorial["log_tail"]:
-        raise RuntimeError(f"the tutorial script must have vae-cli's {params} parameters:\n{tutorial['log_tail']}")
-    return {"data": source, "epochs": epochs, "ours_seconds": ours["seconds"],
-            "ours_peak_rss_bytes": ours["peak_rss_bytes"], "tutorial_seconds": tutorial["seconds"],
-            "tutorial_peak_rss_bytes": tutorial["peak_rss_bytes"], "ratio": ours["seconds"] / tutorial["seconds"],
-            "ours_log_tail": ours["log_tail"], "tutorial_log_tail": tutorial["log_tail"]}
+    if f"parameters: {params}" not in tutorial.output:
+        raise RuntimeError(f"the tutorial script must have vae-cli's {params} parameters:\n{tutorial.tail()}")
+    return {"data": source, "epochs": epochs, "ours_seconds": ours.seconds,
+            "ours_peak_rss_bytes": ours.peak_rss_bytes, "tutorial_seconds": tutorial.seconds,
+            "tutorial_peak_rss_bytes": tutorial.peak_rss_bytes, "ratio": ours.seconds / tutorial.seconds,
+            "ours_log_tail": ours.tail(), "tutorial_log_tail": tutorial.tail()}
