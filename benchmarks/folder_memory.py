@@ -6,8 +6,9 @@ against the same images held in memory (an npz), for N = 10,000 and 100,000.
 
 Each measurement is a fresh `python -m vae_cli.cli.train` process (one epoch, MLP VAE, figures
 and metrics included, as a user would run it); its peak resident set size and wall time are
-measured by benchmarks/measure.py (the kernel's peak RSS of that process alone). The images (grey shapes in three class folders) are
-written under --workdir by a small process pool and deleted at the end.
+measured by benchmarks/measure.py (the kernel's peak RSS of that process alone). The images
+(grey shapes in three class folders) are written under --workdir by a small process pool and
+deleted at the end.
 """
 
 from __future__ import annotations

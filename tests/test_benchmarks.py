@@ -1,6 +1,7 @@
 """The benchmarks' own tests (benchmarks/ is not part of the package): how a child process is
 measured, the speed benchmark's work counting and report. No timings are asserted."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ MB = 10**6
 def test_peak_rss_is_the_childs_own_allocation():
     """A child that touches 300 MB of numpy reads 300 MB plus its interpreter, numpy and the
     launcher's floor (tens of MB), not less and not some other process's size."""
-    r = measure.run_measured([sys.executable, "-c", "import numpy as np; a = np.ones(300_000_000 // 8); print(a.sum())"])
+    code = "import numpy as np; a = np.ones(300_000_000 // 8); print(a.sum())"
+    r = measure.run_measured([sys.executable, "-c", code])
     assert r.exit_code == 0 and r.output.strip() == "37500000.0"
     assert 300 * MB <= r.peak_rss_bytes <= 300 * MB + 150 * MB
 
@@ -141,3 +143,125 @@ def test_speed_refuses_an_unwritable_output_before_measuring(tmp_path, capsys, f
         speed_main(["--quick", flag, str(tmp_path / "missing" / "out")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"{flag}: cannot write into {tmp_path / 'missing'}" in err
+
+
+# ---------------------------------------------------------------- fair.py: the harness, its data and baselines
+
+
+def _stand_in(label: str, role: str, seconds_per_epoch: float, parameters: int, exit_code: int = 0):
+    """A workload that behaves like a training command: Keras-style epoch lines, a JSON line."""
+    from benchmarks import fair
+
+    code = ("import json, sys, time\nepochs = int(sys.argv[1])\nfor i in range(epochs):\n"
+            "    print(f'Epoch {i + 1}/{epochs}', flush=True)\n"
+            f"    time.sleep({seconds_per_epoch})\n"
+            "    print('36/36 - 0s - loss: 1.0', flush=True)\n"
+            f"print(json.dumps({{'parameters': {parameters}}}))\nsys.exit({exit_code})\n")
+    return fair.Workload(label, role, lambda c: [sys.executable, "-c", code, str(c.epochs)])
+
+
+def test_fair_harness_interleaves_rounds_and_reports_ratios_of_medians():
+    import json
+    import statistics
+
+    from benchmarks import fair
+
+    groups = {"toy": fair.Group("toy training, samples/s", "epochs", (1, 3), (1, 2)),
+              "once": fair.Group("toy command, seconds", "once", rounds=1)}
+    workloads = {"toy/ours": _stand_in("ours", "ours", 0.01, 100),
+                 "toy/base": _stand_in("base", "baseline", 0.05, 100),
+                 "toy/broken": _stand_in("broken", "baseline", 0.0, 100, exit_code=1),
+                 "once/ours": _stand_in("ours once", "ours", 0.0, 100),
+                 "once/base": _stand_in("other", "baseline", 0.0, 7)}
+    order = []
+    res = fair.benchmark(workloads, rounds=2, quick=False, command="test", groups=groups, log=order.append)
+    json.dumps(res)  # everything is JSON
+
+    # A B A B: round 1 runs every workload before round 2 starts; the capped group runs once
+    assert [line.split()[3] for line in order] == ["toy/ours"] * 2 + ["toy/base"] * 2 + ["toy/broken"] * 2 + [
+        "once/ours", "once/base"] + ["toy/ours"] * 2 + ["toy/base"] * 2 + ["toy/broken"] * 2
+    w = res["workloads"]
+    assert [len(w[k]["rounds"]) for k in workloads] == [2, 2, 2, 1, 1]
+    for key in ("toy/ours", "toy/base"):
+        rates = []
+        for r in w[key]["rounds"]:
+            short, long = r["runs"]
+            assert (short["epochs"], long["epochs"]) == (1, 3)
+            extra = long["seconds"] - short["seconds"]
+            assert r["samples_per_second"] == (4500 * 2 / extra if extra > 0 else None)
+            rates.append(r["samples_per_second"])
+            assert 0 <= long["startup_seconds"] <= long["seconds"] and 0 <= long["wind_down_seconds"] <= long["seconds"]
+        assert w[key]["median"]["samples_per_second"] == statistics.median(x for x in rates if x is not None)
+    ratios = {(c["ours"], c["baseline"]): c for c in res["comparisons"]}
+    assert ratios[("toy/ours", "toy/base")]["speed_up"] == pytest.approx(
+        w["toy/ours"]["median"]["samples_per_second"] / w["toy/base"]["median"]["samples_per_second"])
+    assert ratios[("toy/ours", "toy/broken")]["speed_up"] is None
+    assert w["toy/broken"]["median"]["rounds_failed"] == 2 and "error" in w["toy/broken"]["rounds"][0]["runs"][0]
+    assert ratios[("once/ours", "once/base")]["speed_up"] == pytest.approx(
+        w["once/base"]["median"]["seconds"] / w["once/ours"]["median"]["seconds"])
+    assert res["architecture"] == {"toy": {"parameters": [100], "same": True},
+                                   "once": {"parameters": [7, 100], "same": False}}
+
+    text = fair.markdown(res)
+    assert measure.cpu_description() in text and "MISMATCH in once" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| toy training, samples/s | ours |") for line in rows)  # the group's title, once
+    base_row = next(line for line in rows if line.startswith("|  | base |"))
+    assert base_row.endswith(f"| {ratios[('toy/ours', 'toy/base')]['speed_up']:.2f}x |")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_fair_quick_runs_real_workloads_end_to_end(tmp_path):
+    """The real commands, one round of 1 and 2 epochs: vae-train against the PyTorch MLP, and --help."""
+    import json
+
+    out = tmp_path / "fair.json"
+    run = subprocess.run([sys.executable, "benchmarks/fair.py", "--quick", "--only", "mlp400,help", "--json", str(out)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert set(res["workloads"]) == {"mlp400/vae-train", "mlp400/torch", "help/vae-train"}
+    assert all(w["median"]["rounds_failed"] == 0 for w in res["workloads"].values())
+    # 784-400-20 by hand: 784*400+400 + 2*(400*20+20) + 20*400+400 + 400*784+784
+    assert res["architecture"]["mlp400"] == {"parameters": [652_824], "same": True}
+    (comparison,) = res["comparisons"]
+    ours, torch = (res["workloads"][k]["median"]["samples_per_second"] for k in ("mlp400/vae-train", "mlp400/torch"))
+    assert comparison["speed_up"] == (None if None in (ours, torch) else pytest.approx(ours / torch))
+    assert "| workload | implementation | median | vae-cli speed-up |" in run.stdout
+    assert res["machine"]["cpu"] in run.stdout
+    assert res["commands"]["help/vae-train"].endswith("-m vae_cli.cli.train --help")
+
+
+def test_fair_refuses_an_unknown_workload_before_measuring(tmp_path):
+    argv = [sys.executable, "benchmarks/fair.py", "--only", "mlp,gpu", "--json", str(tmp_path / "x.json")]
+    run = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and "--only: unknown gpu" in run.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_shifted_digits_are_the_bundled_ones_then_shifted_copies(tmp_path):
+    from benchmarks import digits
+
+    x, y = digits.bundled()
+    note = digits.shifted_digits_npz(tmp_path / "d.npz", 6_000, 1_000)
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as d:
+        assert d["x_train"].shape == (6_000, 28, 28) and d["x_test"].shape == (1_000, 28, 28)
+        assert d["x_train"].dtype == np.uint8 and d["y_train"].dtype == np.int64
+        np.testing.assert_array_equal(d["x_train"][:5000], x)
+        np.testing.assert_array_equal(d["x_train"][5000:], np.roll(x[:1000], digits.SHIFTS[1], axis=(1, 2)))
+        np.testing.assert_array_equal(d["x_test"], np.roll(x[1000:2000], digits.SHIFTS[1], axis=(1, 2)))
+        np.testing.assert_array_equal(d["y_test"], y[1000:2000])
+    assert note.startswith("6,000 + 1,000 digits")
+    with pytest.raises(ValueError, match="at most 125,000 distinct shifted digits"):
+        digits.shifted_digits_npz(tmp_path / "big.npz", 130_000, 1)
+
+
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_conv_baselines_train_the_conv_presets_architecture(framework):
+    if framework == "torch" and importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    from vae_cli.config import resolve
+
+    expected = sum(int(np.prod(w.shape)) for w in build_vae(resolve("conv", {}), (28, 28, 1)).vae.trainable_weights)
+    r = measure.run_measured([sys.executable, "benchmarks/baselines.py", framework, "--arch", "conv", "--epochs", "0"],
+                             env=measure.child_env(KERAS_BACKEND="tensorflow"), cwd=REPO)
+    assert r.json_line()["parameters"] == expected
