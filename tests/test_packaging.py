@@ -1,5 +1,5 @@
 """The named presets ship in a real (non-editable) wheel and resolve from an installed copy; the
-wheel holds the package and its four commands only (no benchmarks)."""
+wheel holds the package and the user's commands only (no benchmarks)."""
 
 import subprocess
 import sys
@@ -22,7 +22,7 @@ def test_wheel_install_ships_the_presets(tmp_path):
         scripts = archive.read(entry_points).decode().split("[console_scripts]")[1].split("[")[0]
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"vae_cli"}
     assert sorted(line.split("=")[0].strip() for line in scripts.splitlines() if "=" in line) == [
-        "vae-eval", "vae-plot", "vae-sample", "vae-train"]
+        "vae-eval", "vae-explore", "vae-plot", "vae-sample", "vae-train"]
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
