@@ -96,7 +96,7 @@ def e2e_tutorial(c: Context) -> list[str]:
 GROUPS = {
     "mlp": Group("`mlp` preset (MLP 784-512-2), training samples/s", "epochs", (1, 21), (1, 2)),
     "mlp400": Group("MLP 784-400-20 (pytorch/examples' VAE), training samples/s", "epochs", (1, 21), (1, 2)),
-    "conv": Group("`conv` preset (the seed conv VAE), training samples/s", "epochs", (1, 6), (1, 2)),
+    "conv": Group("`conv` preset (the seed conv VAE), training samples/s", "epochs", (1, 4), (1, 2)),
     "help": Group("`vae-train --help`, seconds", "once"),
     "e2e": Group("end to end: `conv` preset with all its figures vs the tutorial script, seconds", "once", (5,),
                  (1,), rounds=2),
