@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import re
 import signal
 import statistics
@@ -31,11 +29,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python benchmarks/explore_latency.py`: import this checkout
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import measure  # noqa: E402
+
 WARMUP = 20
 
 
 def _start(run: str, cache: str) -> tuple[subprocess.Popen, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "XDG_CACHE_HOME": cache}
+    env = measure.child_env(XDG_CACHE_HOME=cache)
     proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", run, "--port", "0", "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
@@ -103,14 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "explore-latency.json"))
     args = parser.parse_args(argv)
 
-    load_before = os.getloadavg()
+    load_before = measure.load_average() or [0.0]
     rounds = [one_round(args.run, args.requests, seed) for seed in range(args.rounds)]
-    load_after = os.getloadavg()
+    load_after = measure.load_average() or [0.0]
     result = {
         "run": args.name or args.run, "arch": rounds[0]["arch"], "latent_dim": rounds[0]["latent_dim"],
         "image_shape": rounds[0]["image_shape"],
-        "machine": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-                    "load_average_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
+        "machine": {**measure.machine(), "load_average_1min_before_after": [load_before[0], load_after[0]]},
         "protocol": f"{args.rounds} rounds, each a fresh vae-explore process; {WARMUP} warm-up requests, then "
                     f"{args.requests} sequential round trips (every tenth a 10-image interpolation) from a "
                     "separate client process over loopback",

@@ -5,17 +5,16 @@ against the same images held in memory (an npz), for N = 10,000 and 100,000.
     python benchmarks/folder_memory.py --sizes 2000    # a quick look
 
 Each measurement is a fresh `python -m vae_cli.cli.train` process (one epoch, MLP VAE, figures
-and metrics included, as a user would run it); its peak resident set size is the ru_maxrss that
-os.wait4 reports for that process alone. The images (grey shapes in three class folders) are
-written under --workdir by a small process pool and deleted at the end.
+and metrics included, as a user would run it); its peak resident set size and wall time are
+measured by benchmarks/measure.py (the kernel's peak RSS of that process alone). The images
+(grey shapes in three class folders) are written under --workdir by a small process pool and
+deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python benchmarks/folder_memory.py`: import this checkout
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import measure  # noqa: E402
+
 SIDE = 64
 CLASSES = ("circle", "square", "triangle")
 TRAIN_ARGS = ["--arch", "mlp", "--hidden-dim", "256", "--latent-dim", "2", "--epochs", "1",
@@ -75,16 +79,11 @@ def generate(folder: Path, n: int, processes: int) -> Path:
 
 def peak_rss_mib(dataset: str, out: Path) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of one `vae-train` run in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.train", "--dataset", dataset, *TRAIN_ARGS,
-                             "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"vae-train --dataset {dataset} failed:\n{stderr.decode()[-3000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start  # Linux reports KiB
+    r = measure.run_measured([sys.executable, "-m", "vae_cli.cli.train", "--dataset", dataset, *TRAIN_ARGS,
+                              "--out", str(out)], env=measure.child_env(), check=False)
+    if r.exit_code != 0:
+        sys.exit(f"vae-train --dataset {dataset} failed:\n{r.tail(3000)}")
+    return r.peak_rss_bytes / 2**20, r.seconds
 
 
 def main() -> None:

@@ -5,10 +5,10 @@ test set, each as its own process, with its wall time and peak memory.
     python benchmarks/load.py --run outputs/20261123-mlp    # or takes one
     python benchmarks/load.py --eval-first 2000 --small-k 500   # K=5000 on 2,000 digits, K=500 on all
 
-Peak memory is the ru_maxrss that os.wait4 reports for that one process (exact), checked against
-psutil polling of its resident set every 0.2 s. The results go to --json (default
-benchmarks/load.json) and a table on stdout, with the machine's load average, because timings on a
-shared machine mean little without it.
+Wall time and peak memory are measured by benchmarks/measure.py (the kernel's peak RSS of that
+one process). The results go to --json (default benchmarks/load.json) and a table on stdout, with
+the machine's load average before and after each command, because timings on a shared machine
+mean little without it.
 """
 
 from __future__ import annotations
@@ -16,56 +16,30 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as `python benchmarks/load.py`: import this checkout
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import measure  # noqa: E402
+
 MNIST_T10K = ROOT.parent / "shared/data/mnist-t10k"
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def measure(name: str, argv: list[str]) -> dict:
-    """Run `python -m <argv>` to completion; wall time, peak RSS (wait4 and psutil) and exit code."""
-    loads = []
-    peak_polled = 0
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", *argv], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    watched = psutil.Process(proc.pid)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
-    while True:
-        try:
-            peak_polled = max(peak_polled, watched.memory_info().rss)
-        except psutil.Error:
-            pass
-        loads.append(os.getloadavg()[0])
-        finished = os.wait4(proc.pid, os.WNOHANG)
-        if finished[0] == proc.pid:
-            break
-        time.sleep(0.2)
-    wall = time.perf_counter() - start
-    reader.join(5)
-    code = os.waitstatus_to_exitcode(finished[1])
-    result = {"name": name, "command": " ".join(["python", "-m", *argv]), "exit_code": code,
-              "wall_s": round(wall, 1), "peak_rss_mib": round(finished[2].ru_maxrss / 1024, 1),
-              "peak_rss_polled_mib": round(peak_polled / 2**20, 1),
-              "load_avg_1min_mean": round(sum(loads) / len(loads), 2), "output_tail": "".join(output)[-600:]}
-    print(f"{name}: exit {code}, {wall:.0f} s, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
-    if code != 0:
-        print("".join(output)[-2000:], file=sys.stderr)
+def run_command(name: str, argv: list[str]) -> dict:
+    """Run `python -m <argv>` to completion; wall time, peak RSS, exit code and the load around it."""
+    load_before = measure.load_average()
+    r = measure.run_measured([sys.executable, "-m", *argv], env=measure.child_env(), check=False)
+    result = {"name": name, "command": " ".join(["python", "-m", *argv]), "exit_code": r.exit_code,
+              "wall_s": round(r.seconds, 1), "peak_rss_mib": round(r.peak_rss_bytes / 2**20, 1),
+              "load_avg_1min": [(load_before or [0])[0], (measure.load_average() or [0])[0]],
+              "output_tail": r.tail(600)}
+    print(f"{name}: exit {r.exit_code}, {r.seconds:.0f} s, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+    if r.exit_code != 0:
+        print(r.tail(), file=sys.stderr)
     return result
 
 
@@ -83,7 +57,7 @@ def first_digits(n: int, folder: Path) -> Path:
 
 def train_run(work: Path, epochs: int) -> Path:
     out = work / "runs"
-    r = measure("vae-train --preset mlp", ["vae_cli.cli.train", "--preset", "mlp", "--dataset", "mnist-5k",
+    r = run_command("vae-train --preset mlp", ["vae_cli.cli.train", "--preset", "mlp", "--dataset", "mnist-5k",
                                           "--epochs", str(epochs), "--name", "load", "--out", str(out)])
     if r["exit_code"] != 0:
         sys.exit("training the benchmark run failed")
@@ -92,10 +66,10 @@ def train_run(work: Path, epochs: int) -> Path:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'command':44} {'wall s':>8} {'peak RSS MiB':>13} {'load avg':>9}"]
+    lines = [f"{'command':44} {'wall s':>8} {'peak RSS MiB':>13} {'load avg before-after':>22}"]
     for r in results:
-        lines.append(f"{r['name']:44} {r['wall_s']:8.0f} "
-                     f"{r['peak_rss_mib']:13.0f} {r['load_avg_1min_mean']:9.2f}")
+        before, after = r["load_avg_1min"]
+        lines.append(f"{r['name']:44} {r['wall_s']:8.0f} {r['peak_rss_mib']:13.0f} {f'{before:.2f}-{after:.2f}':>22}")
     return "\n".join(lines)
 
 
@@ -117,7 +91,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vae-load-") as tmp:
         work = Path(tmp)
         run = Path(args.run) if args.run else train_run(work, args.epochs)
-        results = [measure(f"vae-sample -n {args.n}",
+        results = [run_command(f"vae-sample -n {args.n}",
                            ["vae_cli.cli.sample", str(run), "-n", str(args.n), "--out", str(work / "samples")])]
         written = sum(1 for _ in (work / "samples").glob("sample-*.png")) if (work / "samples").is_dir() else 0
         results[-1]["pngs_written"] = written
@@ -127,7 +101,7 @@ def main() -> int:
         if args.small_k:
             evals.append((args.small_k, full, 10_000))
         for k, spec, digits in evals:
-            results.append(measure(f"vae-eval --iw-samples {k} on {digits:,} digits",
+            results.append(run_command(f"vae-eval --iw-samples {k} on {digits:,} digits",
                                    ["vae_cli.cli.eval", str(run), "--dataset", spec, "--iw-samples", str(k),
                                     "--json", str(work / f"eval-{k}.json")]))
             results[-1]["digits"] = digits
@@ -135,9 +109,7 @@ def main() -> int:
                 rep = json.loads((work / f"eval-{k}.json").read_text())
                 results[-1].update(neg_elbo=round(rep["neg_elbo"], 2), iw_nll=round(rep["iw_nll"], 2))
 
-    record = {"machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-                          "platform": platform.platform(), "python": platform.python_version()},
-              "load_avg_at_end": [round(v, 2) for v in os.getloadavg()], "results": results}
+    record = {"machine": measure.machine(), "load_avg_at_end": measure.load_average(), "results": results}
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(table(results))
     print(f"load average at the end: {record['load_avg_at_end']}; wrote {args.json}")

@@ -20,8 +20,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -32,6 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks import measure  # noqa: E402
 from vae_cli.cli.common import Parser, quiet_tensorflow, run_main
 from vae_cli.errors import UsageError
 
@@ -157,9 +156,9 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
 
     config = resolve(preset, {**changes, "dataset": "mnist-5k", "out": args.out,
                               "name": re.sub(r"[^A-Za-z0-9._-]", "_", Path(preset).stem)[:60] or "preset"})
-    load_before = os.getloadavg()
+    load_before = measure.load_average() or [0.0]
     result = train_new_run(config, log=lambda *a: None)
-    load_after = os.getloadavg()
+    load_after = measure.load_average() or [0.0]
     run, data = result.run_path, result.metrics["dataset"]
     t0 = time.perf_counter()
     limit = ("--examples", str(args.test_examples)) if args.test_examples else ()
@@ -178,7 +177,7 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
         "val_neg_elbo_best": float(val.min()), "val_neg_elbo_last": float(val[-1]),
         "train_seconds": result.metrics["wall_seconds"],
         "train_cpu_seconds": result.metrics["cpu_seconds"],
-        "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
+        "load_average_1min": [load_before[0], load_after[0]],
         "test_examples": full["n_examples"], "neg_elbo": full["neg_elbo"], "recon": full["recon"],
         "kl": full["kl"], "active_units": full["active_units"],
         "iw_examples": sub["n_examples"], "iw_samples": k, "iw_nll": sub.get("iw_nll"),
@@ -261,7 +260,7 @@ def protocol(rows: list[dict], source: str, floor: float) -> str:
             f"binarised runs); their summed pixel entropy, the floor of any Bernoulli reconstruction term, is "
             f"{floor:.2f} nats. -ELBO: one z per digit; IW-NLL: K={k} on the first {n_iw:,} of them (ablation "
             f"rows: as stated in the row). Train wall and CPU (all threads) time are model.fit's; "
-            f"{platform.machine()} CPU with {os.cpu_count()} cores, 1-minute load average {min(loads):.1f} to "
+            f"{measure.cpu_description()}, 1-minute load average {min(loads):.1f} to "
             f"{max(loads):.1f} during training (other jobs shared the machine); {time.strftime('%Y-%m-%d')}; "
             f"`python benchmarks/quality.py`.\n")
 

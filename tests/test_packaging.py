@@ -1,8 +1,10 @@
-"""The named presets ship in a real (non-editable) wheel and resolve from an installed copy."""
+"""The named presets ship in a real (non-editable) wheel and resolve from an installed copy; the
+wheel holds the package and the user's commands only (no benchmarks)."""
 
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 
@@ -14,6 +16,13 @@ def test_wheel_install_ships_the_presets(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(wheels), str(REPO)], check=True, capture_output=True)
     (wheel,) = wheels.glob("vae_cli-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode().split("[console_scripts]")[1].split("[")[0]
+    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"vae_cli"}
+    assert sorted(line.split("=")[0].strip() for line in scripts.splitlines() if "=" in line) == [
+        "vae-eval", "vae-explore", "vae-plot", "vae-sample", "vae-train"]
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"

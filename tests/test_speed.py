@@ -1,9 +1,7 @@
-"""Speed without timings: the settings the trainer really uses, the fused upsample-conv layer's
-math against the two layers it replaces, and the benchmark's work counting."""
+"""Speed without timings: the settings the trainer really uses and the fused upsample-conv layer's
+math against the two layers it replaces (the benchmarks' own tests: tests/test_benchmarks.py)."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -189,76 +187,6 @@ def test_format_1_conv_run_is_not_resumed(tmp_path):
     with pytest.raises(UsageError, match="run format 1.*cannot be resumed; vae-plot, vae-sample and vae-eval "
                                          "still read it"):
         plan_resume(str(tmp_path / "old"), None, {"epochs": 3})
-
-
-# ---------------------------------------------------------------- benchmark work counting
-
-
-def test_flop_count_matches_a_hand_count():
-    from vae_cli.bench_workloads import forward_flops, training_flops, tutorial_vae
-
-    # mlp 16-8-2: encoder 16*8 + 2 heads 8*2, decoder 2*8 + 8*16, times 2 FLOPs per multiply-add
-    mlp = Config(arch="mlp", hidden_dim=8, latent_dim=2)
-    assert forward_flops(build_vae(mlp, (4, 4, 1)).vae) == 2 * (128 + 32 + 16 + 128)
-    # conv, one stage of 2 filters on 4x4x1: conv 16*9*1*2, dense 8*8, heads 2*8*2, dense 2*8,
-    # grid 8*8, upsample-conv counted at full resolution 16*9*2*2, output conv 16*9*2*1
-    conv = Config(arch="conv", hidden_dim=8, latent_dim=2, conv_filters=(2,))
-    expected = 2 * (288 + 64 + 32 + 16 + 64 + 576 + 288)
-    assert forward_flops(build_vae(conv, (4, 4, 1)).vae) == expected
-    assert training_flops(build_vae(conv, (4, 4, 1)).vae) == 3 * expected
-    tutorial = tutorial_vae(conv, (4, 4, 1))  # same architecture the tutorial way, same count
-    assert forward_flops(tutorial.encoder) + forward_flops(tutorial.decoder) == expected
-
-
-def test_bench_help_is_instant_and_names_its_modes():
-    code = ("import sys\nfrom vae_cli.bench import main\ntry: main(['--help'])\nexcept SystemExit: pass\n"
-            "print('TF', 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "--quick" in out and "--levers" in out and "--json" in out
-    assert out.strip().endswith("TF False")
-
-
-def _fake_results(conv_ratio: float) -> dict:
-    """A results dict with the shape run_benchmark returns, quick mode, torch skipped."""
-    from vae_cli.bench import check_targets, flop_fractions
-
-    def trainer(ours, tutorial):
-        return {"ours_train": ours, "ours_epoch": ours * 0.8, "tutorial": tutorial, "ratio": ours / tutorial,
-                "train_flops_per_sample": 1_000_000, "torch": {"skipped": "torch is not installed"}}
-
-    res = {"machine": {"cpu": "test CPU", "cores": 2, "gpu": False, "load_average_start": [0.5, 0, 0],
-                       "load_average_end": [0.7, 0, 0], "python": "3.11", "torch": None},
-           "data": "4,500 digits", "epochs": 4, "quick": True, "matmul_peak_gflops": 100.0,
-           "mlp": trainer(30_000, 10_000), "conv": trainer(1000 * conv_ratio, 1000), "mlp400": trainer(20_000, 10_000),
-           "manifold": {"ours_seconds": 0.5, "per_point_loop_seconds": 100.0, "per_point_calls_timed": 30,
-                        "speedup": 200.0},
-           "startup": {"help": 0.2, "arg_error_argparse": 0.2, "arg_error_config": 0.1}}
-    res["flops"], res["targets"] = flop_fractions(res), check_targets(res)
-    return res
-
-
-def test_markdown_report_marks_each_target_and_says_what_ran():
-    from vae_cli.bench_table import markdown_report
-
-    text = markdown_report(_fake_results(conv_ratio=1.2), "python -m vae_cli.bench --quick")
-    assert text.startswith("**Quick run**") and "`python -m vae_cli.bench --quick`" in text
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert rows["`mlp` preset (784-512-2) training, samples/s"].endswith("| 3.00x | >= 2.5x | yes |")
-    assert rows["`conv` preset training, samples/s (same architecture)"].endswith("| 1.20x | >= 1.3x | **no** |")
-    assert "skipped: torch is not installed" in rows["MLP 784-400-20 vs PyTorch eager"]
-    assert "WARNING" not in text  # a quiet machine
-    assert "| conv | vae-cli | 1.0 | 1,200 | 1.2 | 1% |" in text  # 1,200 samples/s x 1 MFLOP of a 100 GFLOP/s peak
-
-
-@pytest.mark.parametrize("flag", ["--json", "--markdown"])
-def test_bench_refuses_an_unwritable_output_before_measuring(tmp_path, capsys, flag):
-    from vae_cli.bench import main as bench_main
-
-    with pytest.raises(SystemExit) as e:
-        bench_main(["--quick", flag, str(tmp_path / "missing" / "out")])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and f"{flag}: cannot write into {tmp_path / 'missing'}" in err
-    assert "vae-bench" not in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- memory

@@ -3,7 +3,7 @@
 Nothing here changes the math of training, only how fast it runs. `choose` turns the device
 (CPU or GPU) and the Config's speed fields into one `SpeedSettings`; the trainer applies it and
 records it in metrics.json. Each automatic choice is the one that won in
-`python -m vae_cli.bench --levers` (README, "Performance", has the numbers).
+`python benchmarks/levers.py` (README, "Performance", has the numbers).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _samples_per_second(n: int, seconds: list[float]) -> float | None:
 
 def speed_metrics(n: int, epoch_seconds: list[float], train_seconds: list[float],
                   settings: SpeedSettings) -> dict:
-    """metrics.json's speed: the training batches alone (what vae-bench compares), whole epochs
+    """metrics.json's speed: the training batches alone (what benchmarks/speed.py compares), whole epochs
     with validation and callbacks, and the settings that produced them."""
     return {"train_samples_per_second": _samples_per_second(n, train_seconds or epoch_seconds),
             "epoch_samples_per_second": _samples_per_second(n, epoch_seconds),

@@ -1,10 +1,14 @@
-"""vae-bench's report: the results dict as the printed table and as Markdown for the README."""
+"""benchmarks/speed.py's report: the results dict as the printed table and as Markdown for the README."""
 
 from __future__ import annotations
 
 import time
 
-from .bench import TARGETS
+# (key, target ratio, higher is better) from issue 4
+TARGETS = {
+    "mlp_vs_tutorial": (2.5, True), "conv_vs_tutorial": (1.3, True), "mlp400_vs_torch": (1.0, True),
+    "manifold_speedup": (150.0, True), "help_seconds": (0.5, False), "arg_error_seconds": (0.5, False),
+}  # the end-to-end targets (<= 0.7x the tutorial script's time, peak RSS < 1.5 GB): benchmarks/fair.py
 
 
 def _verdict(res: dict, key: str) -> tuple[str, str]:
@@ -21,7 +25,7 @@ def _row(cells) -> str:
 
 def format_table(res: dict) -> str:
     m = res["machine"]
-    lines = [f"vae-bench on {m['cpu']}, {m['cores']} cores, GPU: {'yes' if m['gpu'] else 'none'}; "
+    lines = [f"benchmarks/speed.py on {m['cpu']}, {m['cores']} cores, GPU: {'yes' if m['gpu'] else 'none'}; "
              f"load average {m['load_average_start']} at start, {m['load_average_end']} at end", "",
              f"training: {res['data']}, medians of epochs 2-{res['epochs']}; vae-cli column = training "
              "batches only (whole epoch incl. validation + callbacks in brackets)", "",
@@ -55,27 +59,12 @@ def format_table(res: dict) -> str:
     lines.append(_row(["`vae-train --help`", f"{st['help']:.2f} s", "-", "-", *_verdict(res, "help_seconds")]))
     lines.append(_row(["argument error (argparse / Config)", f"{st['arg_error_argparse']:.2f} / "
                        f"{st['arg_error_config']:.2f} s", "-", "-", *_verdict(res, "arg_error_seconds")]))
-    if "e2e" in res:
-        e = res["e2e"]
-        lines.append(_row([f"end to end: conv, latent 2, {e['epochs']} epochs, {e['data']}",
-                           f"{e['ours_seconds']:.0f} s",
-                           f"tutorial script {e['tutorial_seconds']:.0f} s", f"{e['ratio']:.2f}x",
-                           *_verdict(res, "e2e_ratio")]))
-        lines.append(_row(["peak RSS of that vae-train run", f"{e['ours_peak_rss_bytes'] / 1e9:.2f} GB",
-                           f"tutorial script {e['tutorial_peak_rss_bytes'] / 1e9:.2f} GB", "-",
-                           *_verdict(res, "peak_rss_gb")]))
-    else:
-        lines.append(_row(["end to end + peak RSS", "skipped (--quick)", "-", "-", "-", "-"]))
     lines += ["", f"fp32 matmul peak (TensorFlow, 2048x2048, default threads): {res['matmul_peak_gflops']:.0f} GFLOP/s",
               "", _row(["workload", "implementation", "train MFLOP/sample", "samples/s", "GFLOP/s", "of peak"]),
               _row(["---"] * 6)]
     for f in res["flops"]:
         lines.append(_row([f["workload"], f["who"], f"{f['train_mflop_per_sample']:.1f}",
                            f"{f['samples_per_second']:,.0f}", f"{f['gflops']:.1f}", f"{f['fraction_of_peak']:.0%}"]))
-    if "levers" in res:
-        from .bench_levers import format_levers
-
-        lines += ["", format_levers(res["levers"])]
     return "\n".join(lines)
 
 
@@ -83,7 +72,7 @@ def markdown_report(res: dict, command: str) -> str:
     """The table as a README fragment that says when, with what command and on which versions."""
     m = res["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in (("Python", m["python"]), ("PyTorch", m["torch"])) if v)
-    note = ("**Quick run** (`--quick`: fewer epochs, no end-to-end race); rerun without it for the full "
+    note = ("**Quick run** (`--quick`: fewer epochs and manifold points); rerun without it for the full "
             "table.\n\n" if res["quick"] else "")
     return (f"{note}Measured {time.strftime('%Y-%m-%d')} with `{command}` ({versions}).\n\n"
             f"{format_table(res)}\n")

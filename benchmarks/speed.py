@@ -1,13 +1,17 @@
-"""vae-bench: vae-cli's speed against what users have today, measured side by side in one run.
+"""vae-cli's speed inside one process (issue 4): the trainer's training batches against the
+tutorial's at the same architecture, the 30x30 manifold against the per-point loop, start-up and
+argument errors, and the fraction of the machine's matmul peak each training workload reaches.
 
-    python -m vae_cli.bench             # everything in issue 4 (~10 min on 2 cores, more under load)
-    python -m vae_cli.bench --quick     # training ratios, manifold, start-up; no end-to-end (< 2 min)
-    python -m vae_cli.bench --levers    # adds the one-lever-at-a-time study behind the defaults
+    python benchmarks/speed.py             # 8 epochs per training measurement (~5 min on 2 cores)
+    python benchmarks/speed.py --quick     # 4 epochs, manifold loop timed on 30 points (< 2 min)
 
-Training speeds are medians of repeated epochs (the first, which traces, is left out) and every
-comparison is a ratio taken inside this one process, so a busy machine slows both sides alike.
-The table is printed and everything (per-epoch times included) goes to --json. Not part of the
-test suite: timings are never asserts.
+The PyTorch row needs `pip install torch==2.13.0` (it says "skipped" without).
+
+Training speeds are medians of repeated epochs (the first, which traces, is left out) and the
+training comparisons are ratios taken inside this one process. Those in-process ratios are not
+the fair comparison: benchmarks/fair.py runs every side, and the end-to-end race with peak RSS,
+as its own fresh process, repeated and interleaved. The table is printed and everything
+(per-epoch times included) goes to --json. Not part of the test suite: timings are never asserts.
 """
 
 from __future__ import annotations
@@ -19,35 +23,27 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .cli.common import Parser, quiet_tensorflow
+if __package__ in (None, ""):  # run as `python benchmarks/speed.py`: import this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # so subprocesses run this same checkout
+from benchmarks import measure  # noqa: E402
+from benchmarks.speed_table import TARGETS, format_table, markdown_report  # noqa: E402
+
 MANIFOLD_N = 30
-
-# (key, target ratio, higher is better) from issue 4
-TARGETS = {
-    "mlp_vs_tutorial": (2.5, True), "conv_vs_tutorial": (1.3, True), "mlp400_vs_torch": (1.0, True),
-    "manifold_speedup": (150.0, True), "help_seconds": (0.5, False), "arg_error_seconds": (0.5, False),
-    "e2e_ratio": (0.7, False), "peak_rss_gb": (1.5, False),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="vae-bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer epochs, no end-to-end race (< 2 minutes)")
-    parser.add_argument("--levers", action="store_true", help="also measure each speed lever on and off")
+    parser = argparse.ArgumentParser(prog="benchmarks/speed.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs and manifold points (< 2 minutes)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs per training measurement (default: 8, --quick: 4)")
-    parser.add_argument("--e2e-epochs", type=int, default=5, help="epochs of the end-to-end race (default: 5)")
     parser.add_argument("--json", default="bench.json", help="where to write the results (default: bench.json)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown, ready for the README")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # used by --levers for settings that need a new process
     return parser
 
 
@@ -59,13 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(path or ".").expanduser().absolute().parent
         if path and not (folder.is_dir() and os.access(folder, os.W_OK)):  # checked before minutes of work
             build_parser().error(f"{flag}: cannot write into {folder}; give a file in an existing, writable folder")
-    quiet_tensorflow()
-    if args.child:
-        from .bench_levers import child_main
-
-        return child_main(args.child)
-    from .bench_table import format_table, markdown_report
-
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the commands start TensorFlow
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     results = run_benchmark(args)
     print(format_table(results))
     Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -78,30 +69,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args) -> str:
     """This run's measuring flags (not where it wrote its files), as the README quotes them."""
-    flags = [name for name, on in (("--quick", args.quick), ("--levers", args.levers)) if on]
+    flags = ["--quick"] if args.quick else []
     if args.epochs is not None:
         flags.append(f"--epochs {args.epochs}")
-    if args.e2e_epochs != 5 and not args.quick:
-        flags.append(f"--e2e-epochs {args.e2e_epochs}")
-    return " ".join(["python -m vae_cli.bench", *flags])
+    return " ".join(["python benchmarks/speed.py", *flags])
 
 
 # ---------------------------------------------------------------- the measurements
 
 
 def run_benchmark(args) -> dict:
-    from .bench_workloads import cpu_name, load_average, matmul_peak_gflops, torch_version
-    from .data import load_dataset
-    from .speed import has_gpu
+    from benchmarks.workloads import matmul_peak_gflops, torch_version
+    from vae_cli.data import load_dataset
+    from vae_cli.speed import has_gpu
 
     epochs = args.epochs or (4 if args.quick else 8)
     data = load_dataset("mnist-5k", validation_split=0.1, seed=0)
-    res: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": has_gpu(),
-                             "load_average_start": load_average(), "python": platform.python_version(),
+    res: dict = {"machine": {"cpu": measure.cpu_name(), "cores": os.cpu_count(), "gpu": has_gpu(),
+                             "load_average_start": measure.load_average(), "python": platform.python_version(),
                              "torch": torch_version()},
                  "data": f"{len(data.x_train):,} MNIST digits ({data.source}), batch 128",
                  "epochs": epochs, "quick": args.quick}
-    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="vae-speed-") as tmp:
         tmp = Path(tmp)
         res["startup"] = cli_latency()
         peaks = [matmul_peak_gflops()]
@@ -113,33 +102,24 @@ def run_benchmark(args) -> dict:
         res["manifold"] = manifold_race(res["conv"].pop("run_path"), tmp, 30 if args.quick else 100)
         for label in ("mlp", "mlp400"):
             res[label].pop("run_path")
-        if not args.quick:
-            from .bench_workloads import end_to_end
-
-            _progress("end to end: vae-train vs the tutorial script on 60,000 digits (minutes)")
-            res["e2e"] = end_to_end(tmp, args.e2e_epochs, _subprocess_env())
-        if args.levers:
-            from .bench_levers import run_levers
-
-            res["levers"] = run_levers(data, epochs, tmp)
     peaks.append(matmul_peak_gflops())  # the best of two, so one busy moment does not set the peak
     res["matmul_peak_gflops_measured"], res["matmul_peak_gflops"] = peaks, max(peaks)
-    res["machine"]["load_average_end"] = load_average()
+    res["machine"]["load_average_end"] = measure.load_average()
     res["flops"] = flop_fractions(res)
     res["targets"] = check_targets(res)
     return res
 
 
 def _progress(message: str) -> None:
-    print(f"[vae-bench] {message}", file=sys.stderr, flush=True)
+    print(f"[speed] {message}", file=sys.stderr, flush=True)
 
 
 def compare_trainer(label, preset, overrides, data, epochs, tmp) -> dict:
     """The project's trainer (every callback, validation included) against the tutorial VAE at the
     same architecture, run before and after it so drifting machine load hits both."""
-    from .bench_workloads import EpochTimer, steady_rate, training_flops, tutorial_vae
-    from .config import resolve
-    from .models import build_vae
+    from benchmarks.workloads import EpochTimer, steady_rate, training_flops, tutorial_vae
+    from vae_cli.config import resolve
+    from vae_cli.models import build_vae
 
     config = resolve(preset, {**overrides, "epochs": epochs, "dataset": "mnist-5k", "name": label,
                               "out": str(tmp)})
@@ -163,8 +143,8 @@ def compare_trainer(label, preset, overrides, data, epochs, tmp) -> dict:
 
 
 def train_quietly(config, data):
-    from .run import RunDir
-    from .train import train
+    from vae_cli.run import RunDir
+    from vae_cli.train import train
 
     run = RunDir.create(config.out, config.run_name)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -173,11 +153,11 @@ def train_quietly(config, data):
 
 
 def torch_rate(config_dict: dict, x, epochs: int) -> dict:
-    from .bench_workloads import steady_rate, torch_mlp_epochs, torch_version
-    from .config import Config
+    from benchmarks.workloads import steady_rate, torch_mlp_epochs, torch_version
+    from vae_cli.config import Config
 
     if torch_version() is None:
-        return {"skipped": "torch is not installed (pip install 'vae-cli[torch]')"}
+        return {"skipped": "torch is not installed (pip install torch==2.13.0)"}
     seconds = torch_mlp_epochs(Config(**{**config_dict, "conv_filters": tuple(config_dict["conv_filters"])}),
                                x, epochs)
     return {"samples_per_second": steady_rate(len(x), seconds), "epoch_seconds": seconds}
@@ -189,8 +169,8 @@ def manifold_race(run_path: str, tmp: Path, per_point_calls: int) -> dict:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from . import latent, plots
-    from .run import load_run
+    from vae_cli import latent, plots
+    from vae_cli.run import load_run
 
     decoder = load_run(run_path).decoder
     z = np.stack(np.meshgrid(latent.latent_grid(MANIFOLD_N, 4.0), latent.latent_grid(MANIFOLD_N, 4.0)),
@@ -216,26 +196,13 @@ def manifold_race(run_path: str, tmp: Path, per_point_calls: int) -> dict:
             "ours_seconds": statistics.median(ours), "speedup": loop_seconds / statistics.median(ours)}
 
 
-def _subprocess_env() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def cli_latency(repeats: int = 3) -> dict:
     """Wall time of `vae-train --help` and of two argument errors, each a fresh interpreter."""
     cases = {"help": ["--help"], "arg_error_argparse": ["--arch", "resnet"],
              "arg_error_config": ["--epochs", "0"]}
-    out = {}
-    for name, args in cases.items():
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "vae_cli.cli.train", *args], env=_subprocess_env(),
-                           capture_output=True, check=False)
-            times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times)
-    return out
+    return {name: statistics.median(
+        measure.run_measured([sys.executable, "-m", "vae_cli.cli.train", *args], env=measure.child_env(),
+                             check=False).seconds for _ in range(repeats)) for name, args in cases.items()}
 
 
 def flop_fractions(res: dict) -> list[dict]:
@@ -261,9 +228,6 @@ def _measured(res: dict) -> dict:
     torch = res["mlp400"]["torch"]
     if "samples_per_second" in torch:
         m["mlp400_vs_torch"] = res["mlp400"]["ours_train"] / torch["samples_per_second"]
-    if "e2e" in res:
-        m["e2e_ratio"] = res["e2e"]["ratio"]
-        m["peak_rss_gb"] = res["e2e"]["ours_peak_rss_bytes"] / 1e9
     return m
 
 

@@ -1,28 +1,41 @@
-"""`vae-bench --levers`: each speed lever switched on and off against the trainer's chosen settings.
+"""The lever study: each speed lever switched on and off against the trainer's chosen settings.
+
+    python benchmarks/levers.py                 # 8 epochs per variant (about 10 minutes on 2 cores)
+    python benchmarks/levers.py --epochs 4 --json levers.json
 
 Levers inside one process (fit level, epochs interleaved so load drifts hit every variant):
 steps_per_execution, XLA, tf.data vs numpy into fit, the fused upsample-conv, mixed precision and
 batch size. Per-epoch extras of the trainer: sample grid, best weights, TensorBoard, validation
 batch. Levers that only take effect in a fresh process (thread pools, oneDNN) run as child
-processes of this same module, alternated and repeated.
+processes of this same script (`--child`), alternated and repeated.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
+if __package__ in (None, ""):  # run as `python benchmarks/levers.py`: import this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from .bench_workloads import EpochTimer, steady_rate, tutorial_vae
-from .config import resolve
-from .data import make_tf_dataset, steps_per_epoch
-from .speed import choose as _choose, has_gpu
+import numpy as np  # noqa: E402
+
+from benchmarks import measure  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from benchmarks.workloads import EpochTimer, steady_rate, tutorial_vae  # noqa: E402
+from vae_cli.config import resolve  # noqa: E402
+from vae_cli.data import make_tf_dataset, steps_per_epoch  # noqa: E402
+from vae_cli.speed import choose as _choose, has_gpu  # noqa: E402
 
 
 def choose(config, data):
@@ -34,8 +47,8 @@ def _vae_around(config, input_shape, decoder):
     """The project's encoder and loss layers around another decoder."""
     import keras
 
-    from .layers import ReconstructionLoss
-    from .models import build_encoder
+    from vae_cli.layers import ReconstructionLoss
+    from vae_cli.models import build_encoder
 
     encoder = build_encoder(config, input_shape)
     x_in = keras.Input(shape=input_shape)
@@ -47,7 +60,7 @@ def _plain_output_layer(layer):
     """clone_model hook: the decoder with a plain Conv2D where it has NarrowConv2D."""
     from keras import layers
 
-    from .layers import NarrowConv2D
+    from vae_cli.layers import NarrowConv2D
 
     if isinstance(layer, NarrowConv2D):
         return layers.Conv2D(layer.filters, 3, padding="same", activation=layer.activation, name=layer.name)
@@ -57,7 +70,7 @@ def _plain_output_layer(layer):
 def _build(config, input_shape, decoder: str):
     import keras
 
-    from .models import build_decoder, build_vae
+    from vae_cli.models import build_decoder, build_vae
 
     if decoder == "tutorial":  # UpSampling2D + Conv2D, plain output Conv2D
         return _vae_around(config, input_shape, tutorial_vae(config, input_shape).decoder)
@@ -143,8 +156,8 @@ def per_epoch_costs(data, tmp) -> dict:
     """What each end-of-epoch extra of the trainer costs, on the conv preset."""
     import keras
 
-    from . import plots
-    from .models import build_vae
+    from vae_cli import plots
+    from vae_cli.models import build_vae
 
     config = resolve("conv", {})
     models = build_vae(config, data.input_shape)
@@ -186,17 +199,12 @@ PROCESS_VARIANTS = {
 
 
 def process_levers(repeats: int = 2) -> list[dict]:
-    from .bench import _subprocess_env
-
     rates: dict[str, list[dict]] = {name: [] for name in PROCESS_VARIANTS}
     for _ in range(repeats):
         for name, spec in PROCESS_VARIANTS.items():
-            env = _subprocess_env()
-            if spec.get("onednn") is False:
-                env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-            out = subprocess.run([sys.executable, "-m", "vae_cli.bench", "--child", json.dumps(spec)], env=env,
-                                 capture_output=True, text=True, check=True).stdout
-            rates[name].append(json.loads(out.strip().splitlines()[-1]))
+            env = measure.child_env(**({"TF_ENABLE_ONEDNN_OPTS": "0"} if spec.get("onednn") is False else {}))
+            child = measure.run_measured([sys.executable, __file__, "--child", json.dumps(spec)], env=env)
+            rates[name].append(child.json_line())
     rows = []
     for name, runs in rates.items():
         for arch in ("mlp", "conv"):
@@ -212,7 +220,7 @@ def child_main(spec_json: str) -> int:
     """Inside a fresh process: apply thread settings, then time both presets' chosen settings."""
     import tensorflow as tf
 
-    from .data import load_dataset
+    from vae_cli.data import load_dataset
 
     spec = json.loads(spec_json)
     if "inter" in spec:
@@ -233,10 +241,10 @@ def child_main(spec_json: str) -> int:
 
 
 def run_levers(data, epochs: int, tmp) -> dict:
-    print("[vae-bench] levers: fit-level variants, per-epoch costs, then 8 child processes", file=sys.stderr)
+    print("[levers] fit-level variants, per-epoch costs, then 8 child processes", file=sys.stderr, flush=True)
     return {"fit": fit_levers("mlp", data, epochs) + fit_levers("conv", data, epochs),
             "per_epoch_ms": per_epoch_costs(data, tmp), "process": process_levers(),
-            "load_average": [round(v, 2) for v in os.getloadavg()]}
+            "load_average": measure.load_average()}
 
 
 def format_levers(levers: dict) -> str:
@@ -249,3 +257,33 @@ def format_levers(levers: dict) -> str:
     lines += ["", "| per-epoch extra (conv preset) | ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.1f} |" for name, ms in levers["per_epoch_ms"].items()]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/levers.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per fit-level variant, >= 3 (default: 8)")
+    parser.add_argument("--json", default="levers.json", help="where to write the results (default: levers.json)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the settings that need a fresh process
+    args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args.child)
+    if args.epochs < 3:
+        parser.error("--epochs: expected an integer >= 3 (the first epoch is left out)")
+    folder = Path(args.json).expanduser().absolute().parent
+    if not (folder.is_dir() and os.access(folder, os.W_OK)):  # checked before minutes of work
+        parser.error(f"--json: cannot write into {folder}; give a file in an existing, writable folder")
+    from vae_cli.data import load_dataset
+
+    data = load_dataset("mnist-5k", validation_split=0.1, seed=0)
+    results = {"machine": measure.machine(), "load_average_start": measure.load_average(), "epochs": args.epochs,
+               "data": f"{len(data.x_train):,} MNIST digits ({data.source}), batch 128"}
+    with tempfile.TemporaryDirectory(prefix="vae-levers-") as tmp:
+        results["levers"] = run_levers(data, args.epochs, Path(tmp))
+    print(format_levers(results["levers"]))
+    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
