@@ -202,12 +202,12 @@ def test_bad_folder_flags_exit_2_with_one_line(tmp_path, capsys, args, message):
 
 def test_image_size_and_channels_convert_in_memory_arrays(tiny_npz):
     ds = load_dataset(f"npz:{tiny_npz}", image_size=(14, 7), channels=3)
-    assert ds.x_train.shape == (64, 14, 7, 3) and ds.x_val.shape == (16, 14, 7, 3)
+    assert ds.x_train.shape == (58, 14, 7, 3) and ds.x_val.shape == (6, 14, 7, 3)
     assert ds.input_shape == (14, 7, 3) and "converted to 14x7x3" in ds.source
     assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
     np.testing.assert_array_equal(ds.x_train[..., 0], ds.x_train[..., 2])
     same = load_dataset(f"npz:{tiny_npz}", image_size=(28, 28), channels=1)
-    assert "converted" not in same.source and same.x_train.shape == (64, 28, 28, 1)
+    assert "converted" not in same.source and same.x_train.shape == (58, 28, 28, 1)
 
 
 def test_vae_train_on_a_folder_of_class_subfolders(labelled, tmp_path):

@@ -45,10 +45,26 @@ def test_seeded_split_is_deterministic_and_depends_on_seed(mnist_5k):
     np.testing.assert_array_equal(same.x_val, mnist_5k.x_val)
     np.testing.assert_array_equal(same.y_train, mnist_5k.y_train)
     assert not np.array_equal(other.x_val, mnist_5k.x_val)
-    x, y, desc, source = load_eval_split("mnist-5k", validation_split=0.1, seed=0)
-    np.testing.assert_array_equal(x, mnist_5k.x_val)
-    np.testing.assert_array_equal(y, mnist_5k.y_val)
-    assert desc == mnist_5k.val_split and source == mnist_5k.source
+    assert mnist_5k.info["n_test"] == 10_000 and mnist_5k.info["location"] == "mnist-5k"
+
+
+def test_mnist_5k_ships_the_real_mnist_test_set(mnist_5k, mnist_t10k_dir):
+    """The 10,000 t10k digits ship with vae-cli: they are mnist-5k's test split, digit for digit
+    the official files, and none of the 5,000 training digits is among them."""
+    held = load_eval_split("mnist-5k", validation_split=0.1, seed=0)
+    official = load_eval_split(f"idx:{mnist_t10k_dir}", validation_split=0.1, seed=0, all_if_no_test=True)
+    assert held.split == "test" and held.x.shape == (10_000, 28, 28, 1) and len(held.y) == 10_000
+    np.testing.assert_array_equal(held.x, official.x)
+    np.testing.assert_array_equal(held.y, official.y)
+    assert "t10k, shipped with vae-cli" in held.source
+    train = {bytes(image) for image in np.concatenate([mnist_5k.x_train, mnist_5k.x_val])}
+    assert not train & {bytes(image) for image in held.x}
+
+
+def test_the_shipped_test_set_names_its_authors_and_licence():
+    notice = (Path(__import__("vae_cli").__file__).parent / "data" / "mnist_t10k" / "NOTICE").read_text()
+    for name in ("Yann LeCun", "Corinna Cortes", "Burges", "CC BY-SA 3.0", "NIST"):
+        assert name in notice
 
 
 def test_mnist_falls_back_to_bundled_digits_offline(monkeypatch):
@@ -64,7 +80,10 @@ def test_mnist_falls_back_to_bundled_digits_offline(monkeypatch):
     assert "could not be downloaded" in warnings[0] and "5,000" in warnings[0]
     assert "idx:DIR" in warnings[0]
     assert "fallback" in ds.source and ds.source.startswith("mnist-5k")
-    assert ds.x_train.shape == (4500, 28, 28, 1)
+    assert ds.x_train.shape == (4500, 28, 28, 1) and ds.x_val.shape == (500, 28, 28, 1)
+    assert ds.info["n_test"] == 10_000  # the shipped real test set
+    held = load_eval_split("mnist", validation_split=0.1, seed=0, warn=warnings.append)
+    assert held.split == "test" and len(held.x) == 10_000
 
 
 def test_keras_source_offline_is_a_usage_error(monkeypatch):
@@ -85,8 +104,9 @@ def test_cifar10_labels_are_flattened(monkeypatch):
     y = np.arange(4, dtype=np.uint8).reshape(4, 1)
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: ((x, y), (x[:2], y[:2])))
     ds = load_dataset("cifar10")
-    assert ds.y_train.shape == (4,) and ds.y_train.dtype == np.int64
-    assert ds.input_shape == (32, 32, 3) and ds.val_split == "test"
+    assert ds.y_train.shape == (3,) and ds.y_val.shape == (1,) and ds.y_train.dtype == np.int64
+    assert ds.input_shape == (32, 32, 3) and ds.val_split.startswith("validation:")
+    assert ds.info["n_test"] == 2
 
 
 # ---------------------------------------------------------------- npz:PATH
@@ -94,12 +114,14 @@ def test_cifar10_labels_are_flattened(monkeypatch):
 
 def test_npz_keras_style(tiny_npz):
     ds = load_dataset(f"npz:{tiny_npz}")
-    _assert_unit_images(ds.x_train, (64, 28, 28, 1))
-    _assert_unit_images(ds.x_val, (16, 28, 28, 1))
-    assert ds.val_split == "test" and ds.num_classes == 10
+    _assert_unit_images(ds.x_train, (58, 28, 28, 1))  # the validation split comes out of x_train
+    _assert_unit_images(ds.x_val, (6, 28, 28, 1))
+    assert ds.val_split.startswith("validation: 10% of train") and ds.num_classes == 10
+    assert ds.info["n_test"] == 16 and ds.info["location"] == f"npz:{tiny_npz.resolve()}"
     x, y, desc, _ = load_eval_split(f"npz:{tiny_npz}", validation_split=0.1, seed=0)
-    np.testing.assert_array_equal(x, ds.x_val)
-    assert desc == "test"
+    with np.load(tiny_npz) as raw:
+        np.testing.assert_array_equal(np.round(x[..., 0] * 255), raw["x_test"])
+    assert desc == "test" and len(x) == 16
 
 
 def test_npz_single_x_float_with_channels(tmp_path):
@@ -196,11 +218,15 @@ def _write_split(folder, split, n, gz, labels=True):
 def test_idx_round_trip(tmp_path, gz):
     x, y = _write_split(tmp_path, "train", 12, gz)
     x_te, y_te = _write_split(tmp_path, "t10k", 4, not gz)
-    ds = load_dataset(f"idx:{tmp_path}")
-    np.testing.assert_allclose(ds.x_train[..., 0] * 255, x, atol=1e-3)
-    np.testing.assert_array_equal(ds.y_train, y)
-    np.testing.assert_array_equal(ds.y_val, y_te)
-    assert ds.val_split == "test" and ds.input_shape == (6, 5, 1)
+    ds = load_dataset(f"idx:{tmp_path}", validation_split=0.25)
+    train_idx, val_idx, _ = split_indices(12, 0.25, 0)  # test images never validate
+    np.testing.assert_allclose(ds.x_train[..., 0] * 255, x[train_idx], atol=1e-3)
+    np.testing.assert_allclose(ds.x_val[..., 0] * 255, x[val_idx], atol=1e-3)
+    np.testing.assert_array_equal(ds.y_train, y[train_idx])
+    assert ds.val_split.startswith("validation:") and ds.input_shape == (6, 5, 1) and ds.info["n_test"] == 4
+    held = load_eval_split(f"idx:{tmp_path}", validation_split=0.25, seed=0)
+    np.testing.assert_allclose(held.x[..., 0] * 255, x_te, atol=1e-3)
+    np.testing.assert_array_equal(held.y, y_te)
 
 
 def test_idx_gzip_detected_by_content_and_dotted_names(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -94,27 +93,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-class _WeightsBuffer(io.BytesIO):
-    """In-memory target for keras.Model.save_weights, which checks for a name ending in
-    .weights.h5 and accepts a BytesIO."""
-
-    def __str__(self) -> str:
-        return "memory.weights.h5"
-
-
-def write_weights(path: str | os.PathLike, model, attrs: dict[str, str] | None = None) -> None:
-    """model.save_weights(path) atomically, plus optional HDF5 root attributes.
-
-    HDF5 works in memory and the bytes are written with plain Python I/O: a full disk then
-    fails with an ordinary OSError, instead of inside HDF5, which keeps the file open, retries
-    the write when the object is garbage collected, prints tracebacks and can crash at exit.
-    """
-    buffer = _WeightsBuffer()
-    model.save_weights(buffer)
-    if attrs:
-        import h5py
-
-        with h5py.File(buffer, "a") as f:
-            f.attrs.update(attrs)
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(data)

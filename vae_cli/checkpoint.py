@@ -5,11 +5,17 @@ epoch RUN/checkpoint.weights.h5 is replaced atomically. It is ONE file: weights 
 state (Keras's save_weights writes both) plus an attribute holding the sampler's RNG state and
 the Progress record, so any kill, even SIGKILL, leaves the previous checkpoint or the new one,
 never a mix of two epochs. `vae-train --resume` (resume.py) continues from it.
+
+When the run finishes (finish_weights), vae.weights.h5 is written and the checkpoint, whose
+model weights are then the same arrays, is replaced by one holding only the optimizer state,
+RNG and progress, with an attribute naming vae.weights.h5 and the SHA-256 of its bytes; the
+loader takes the model weights from there and refuses a file that has changed since.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import warnings
@@ -18,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import run as rundir
+from .atomic import write_bytes
 from .errors import UsageError
+from .weights import keep_only_optimizer, link, load_weights, same_model_weights, write_weights
 
 PROGRESS_ATTR = "vae_cli_progress"
 PROGRESS_VERSION = 1
+WEIGHTS_AT_ATTR = "vae_cli_model_weights"  # {"file": name in the run, "sha256": of its bytes}
 
 @dataclass
 class Progress:
@@ -152,7 +161,62 @@ def save_checkpoint(path: Path, model, progress: Progress) -> None:
 
     record = {**dataclasses.asdict(progress), "version": PROGRESS_VERSION,
               "rng": [np.asarray(v.numpy()).tolist() for v in _rng_variables(model)]}
-    rundir.write_weights(path, model, {PROGRESS_ATTR: json.dumps(record, allow_nan=False)})
+    write_weights(path, model, {PROGRESS_ATTR: json.dumps(record, allow_nan=False)}, optimizer=True)
+
+
+def finish_weights(run: rundir.RunDir, model) -> None:
+    """Write the final weights into vae.weights.h5, storing no array twice: best.weights.h5
+    becomes a hard link to it when it holds the same weights (best == final: the last epoch was
+    the best, or --patience restored it), and the checkpoint, when its model weights are these,
+    keeps only its optimizer state, RNG and progress and points at vae.weights.h5.
+
+    Each step replaces one file atomically and leaves a loadable run: a kill between them leaves
+    a complete checkpoint or best file that merely repeats the weights.
+    """
+    final = run / rundir.WEIGHTS_FILE
+    data = write_weights(final, model, compress=True)
+    best = run / rundir.BEST_WEIGHTS_FILE
+    if best.is_file() and same_model_weights(best, data):
+        link(final, best)
+    checkpoint = run / rundir.CHECKPOINT_FILE
+    if checkpoint.is_file() and _weights_at(checkpoint) is None and same_model_weights(checkpoint, data):
+        pointer = json.dumps({"file": rundir.WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest()})
+        write_bytes(checkpoint, keep_only_optimizer(checkpoint, compress=True, attrs={WEIGHTS_AT_ATTR: pointer}))
+
+
+def _weights_at(path: Path) -> str | None:
+    """The pointer attribute of a finished checkpoint (see finish_weights), else None."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get(WEIGHTS_AT_ATTR)
+    return None if value is None else str(value)
+
+
+def _model_weights_file(path: Path) -> Path:
+    """The file holding the checkpoint's model weights: itself, or the one its pointer names,
+    checked to be byte for byte the file the pointer was written for."""
+    pointer = _weights_at(path)
+    if pointer is None:
+        return path
+    try:
+        target = json.loads(pointer)
+        name, digest = target["file"], target["sha256"]
+    except (ValueError, TypeError, KeyError):
+        name = digest = None
+    if name != rundir.WEIGHTS_FILE or not isinstance(digest, str):
+        raise UsageError(f"{path}: its pointer to the model weights is damaged; resume is not possible "
+                         "(start a new run)")
+    weights = path.parent / name
+    try:
+        found = hashlib.sha256(weights.read_bytes()).hexdigest()
+    except OSError:
+        found = None
+    if found != digest:
+        what = "is missing" if found is None else "has changed since the run finished"
+        raise UsageError(f"{path}: the checkpoint keeps its model weights in {weights}, which {what}; "
+                         "resume is not possible (restore that file, or start a new run)")
+    return weights
 
 
 def load_checkpoint(path: Path, model) -> Progress:
@@ -164,7 +228,8 @@ def load_checkpoint(path: Path, model) -> Progress:
     model.optimizer.build(model.trainable_variables)
     with h5py.File(path, "r") as f:
         saved_opt = len(f["optimizer/vars"]) if "optimizer/vars" in f else 0
-    rundir.check_weights_match(path, model)  # Keras would load some mismatches silently
+    weights = _model_weights_file(path)
+    rundir.check_weights_match(weights, model)  # Keras would load some mismatches silently
     rng_vars = _rng_variables(model)
     if saved_opt != len(model.optimizer.variables) or len(rng) != len(rng_vars):
         raise UsageError(f"{path}: the checkpoint's optimizer/RNG state does not match config.json; "
@@ -174,7 +239,7 @@ def load_checkpoint(path: Path, model) -> Progress:
             # Keras only warns when part of a file does not fit ("layers will retain their
             # freshly-initialized weights"); a resume must not go on half-restored
             warnings.simplefilter("error")
-            model.load_weights(path)
+            load_weights(model, weights, optimizer_from=None if weights == path else path)
         for var, state in zip(rng_vars, rng):
             var.assign(np.asarray(state, dtype=var.dtype).reshape(var.shape))
     except Exception as e:  # keras/h5py raise many types for mismatched or damaged files

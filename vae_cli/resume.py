@@ -18,6 +18,7 @@ from typing import Any
 from . import run as rundir
 from .checkpoint import read_progress
 from .config import Config, find_preset, read_preset, resolve
+from .data.spec import check_recorded_location, location_of, parse_spec, recorded_location
 from .errors import UsageError
 
 RESUMABLE_FLAGS = ("epochs", "strategy")  # what a resumed run may change: not the model or its math
@@ -30,6 +31,7 @@ class ResumePlan:
     input_shape: tuple[int, int, int]
     data: dict  # config.json's record of the data the run started on
     epochs_done: int
+    data_spec: str  # where the data is read from: its recorded location, or --dataset if it moved
 
 
 def _given_settings(preset: str | None, flags: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +56,9 @@ def plan_resume(run_path: str, preset: str | None, flags: dict[str, Any]) -> Res
     path = Path(run_path).expanduser()
     saved, input_shape, _, data = rundir.read_run_config(path)
     given = _given_settings(preset, flags)
+    moved_to = given.pop("dataset", saved.dataset)
+    if moved_to != saved.dataset and not _same_kind_of_path(moved_to, saved.dataset):
+        given["dataset"] = moved_to  # other data: refused below
     changed = {k: v for k, v in given.items()
                if k not in RESUMABLE_FLAGS and v != getattr(saved, k)}
     if changed:
@@ -61,6 +66,10 @@ def plan_resume(run_path: str, preset: str | None, flags: dict[str, Any]) -> Res
                           for k, v in sorted(changed.items()))
         raise UsageError(f"--resume: {shown}: a resumed run keeps the settings it started with "
                          "(only --epochs and --strategy may change); start a new run to change them")
+    if data.get("validation") == "test":
+        raise UsageError(f"{path} validated on its data's test split, which vae-cli no longer does (test "
+                         "images never choose weights), so it cannot be continued the same way; vae-plot, "
+                         "vae-sample and vae-eval still read it. Start a new run to train further")
     if rundir.stores_stock_decoder(path):
         raise UsageError(f"{path} was written by an older vae-cli (run format 1), whose conv decoder "
                          "stores its weights under other layer names, so it cannot be resumed; "
@@ -87,15 +96,40 @@ def plan_resume(run_path: str, preset: str | None, flags: dict[str, Any]) -> Res
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"--resume: {path} is not writable; resume needs to write into the run")
     config = dataclasses.replace(saved, epochs=epochs, strategy=given.get("strategy", saved.strategy))
-    return ResumePlan(rundir.RunDir(path), config, input_shape, data, done)
+    data_spec = moved_to if moved_to != saved.dataset else check_recorded_location(saved.dataset, data)
+    return ResumePlan(rundir.RunDir(path), config, input_shape, data, done, data_spec)
 
 
-def check_same_data(plan: ResumePlan, source: str, input_shape) -> None:
-    """Refuse to continue on data other than what the run started on."""
-    used = plan.data.get("used")
-    if tuple(input_shape) != tuple(plan.input_shape):
-        raise UsageError(f"--resume: the data now has images {tuple(input_shape)} but the run was "
+def _same_kind_of_path(spec: str, other: str) -> bool:
+    """Both name a file or folder of the same kind: --dataset then says where the run's data
+    moved to (check_same_data compares what is there with what the run used)."""
+    return location_of(other) is not None and parse_spec(spec)[0] == parse_spec(other)[0]
+
+
+def _without_path(used: str, spec: str) -> str:
+    """A record of data used without the path it starts with (as typed, or absolute as recorded
+    since runs store their data's location), so the same data read from elsewhere compares equal."""
+    path = location_of(spec)
+    if path is None:
+        return used
+    kind = parse_spec(spec)[0]
+    for shown in (path, path.resolve()):
+        if used.startswith(f"{kind}:{shown}: "):
+            return kind + used[len(f"{kind}:{shown}"):]
+    return used
+
+
+def check_same_data(plan: ResumePlan, data) -> None:
+    """Refuse to continue on data (a data.TrainingData) other than what the run started on."""
+    used, source = plan.data.get("used"), data.source
+    if tuple(data.input_shape) != tuple(plan.input_shape):
+        raise UsageError(f"--resume: the data now has images {tuple(data.input_shape)} but the run was "
                          f"trained on {tuple(plan.input_shape)}")
-    if used is not None and used != source:
+    if not isinstance(used, str):
+        return
+    # runs record `used` with their path as typed (older runs) or absolute
+    recorded = _without_path(_without_path(used, plan.config.dataset),
+                             recorded_location(plan.config.dataset, plan.data))
+    if recorded != _without_path(source, plan.data_spec):
         raise UsageError(f"--resume: the data changed since the run started (it used {used!r}, now "
                          f"{source!r}); resume where the same data is available, or start a new run")

@@ -4,10 +4,12 @@ the one loader that reads it back.
 Layout of `<out>/<YYYYmmdd-HHMMSS>-<name>/` (every file is written to a temporary name in the
 same folder and renamed, so a kill leaves the old file or the new one, never half of one):
 
-1. config.json           the resolved Config + input shape + the data actually used; alone it
+1. config.json           the resolved Config + input shape + the data actually used (data: its
+                         absolute location, the train/validation/test counts); alone it
                          rebuilds the models (format_version guards against future layouts)
-2. vae.weights.h5        final weights of the whole VAE (encoder + decoder)
-   best.weights.h5       weights of the epoch with the lowest validation loss
+2. vae.weights.h5        final weights of the whole VAE (encoder + decoder), model weights only
+   best.weights.h5       weights of the epoch with the lowest validation -ELBO; a hard link to
+                         vae.weights.h5 when they are the same (weights.py)
 3. encoder.keras, decoder.keras   standalone models; they load with keras safe_mode=True
 4. history.csv           one row per epoch (loss, recon, kl, val_*)
 5. metrics.json          final numbers, wall time, speed, devices, data used, versions
@@ -15,7 +17,8 @@ same folder and renamed, so a kill leaves the old file or the new one, never hal
 7. tensorboard/          TensorBoard logs (appended by TensorFlow, the one non-atomic writer)
 8. checkpoint.weights.h5 weights + optimizer + RNG state + history after the last finished
                          epoch, in one file: what `vae-train --resume` continues from
-                         (checkpoint.py)
+                         (checkpoint.py); in a finished run its model weights are vae.weights.h5's,
+                         named by a pointer instead of stored twice
 Written later by the commands that read a run (never over a file training wrote):
 9. plots/                vae-plot's figures
 10. generated/<stamp>/   vae-sample's images and arrays (when no --out is given)
@@ -35,10 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .atomic import atomic_path, write_json, write_text, write_weights  # noqa: F401  (re-exported for callers)
+from .atomic import atomic_path, write_json, write_text  # noqa: F401  (re-exported for callers)
 from .config import FORMAT_VERSION, FUSED_DECODER_FORMAT, Config, config_from_dict
 from .data import HeldOut, load_eval_split, same_source
+from .data.spec import check_recorded_location, location_of, parse_spec, recorded_location
 from .errors import UsageError
+from .weights import write_weights  # noqa: F401  (re-exported: model weights only)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "vae.weights.h5"
@@ -336,11 +341,22 @@ def load_run(path: str | os.PathLike) -> Run:
 def load_held_out(run: Run, dataset: str | None = None) -> HeldOut:
     """Images the run never trained on: a test split when the data has one; else, for the run's
     own data, the validation split training used (same seed and fraction); else, for other data
-    (with the same image shape), all of it."""
-    spec = dataset or run.config.dataset
+    (with the same image shape), all of it.
+
+    Without `dataset`, the run's data is read from its recorded location. A `dataset` of the
+    same path kind as the run's, given after the run's data left its recorded place, is taken
+    as that data moved: its validation split is held out, never all of it.
+    """
+    own = recorded_location(run.config.dataset, run.data)
+    if dataset is None:
+        spec, same = check_recorded_location(run.config.dataset, run.data), True
+    else:
+        moved = location_of(own) is not None and not location_of(own).exists()
+        spec = dataset
+        same = same_source(spec, own) or (moved and parse_spec(spec)[0] == parse_spec(own)[0])
     held = load_eval_split(spec, validation_split=run.config.validation_split, seed=run.config.seed,
                            image_size=run.config.image_hw, channels=run.config.channels,  # as in training
-                           all_if_no_test=not same_source(spec, run.config.dataset))
+                           all_if_no_test=not same)
     shape = tuple(int(d) for d in held.x.shape[1:])
     if shape != run.input_shape:
         raise UsageError(

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__, distribute, run as rundir
 from .callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopAtSafePoint, StopOnNaN
-from .checkpoint import Progress, load_checkpoint, saved_epochs_text, saved_progress
+from .checkpoint import Progress, finish_weights, load_checkpoint, saved_epochs_text, saved_progress
 from .config import Config
 from .data import ConditionalBatches, Dataset, one_hot, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
@@ -29,6 +29,7 @@ from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figure
 from .latent import class_grid
 from .signals import SIGNAL_NAMES, StopSignals
 from .speed import choose as choose_speed, has_gpu, speed_metrics
+from .weights import load_weights
 
 
 # Held-out ELBO and IW bound written into metrics.json: small enough to add seconds, not minutes.
@@ -198,7 +199,7 @@ def _fit(config, data, run, models, progress, stops, strategy, callbacks) -> str
         stops.check()  # a stop requested during the last epoch's validation
         if config.patience and (run / rundir.BEST_WEIGHTS_FILE).exists():
             with strategy.scope():  # keep the best epoch, not the last
-                models.vae.load_weights(run / rundir.BEST_WEIGHTS_FILE)
+                load_weights(models.vae, run / rundir.BEST_WEIGHTS_FILE)  # weights only: optimizer kept
     except NonFiniteLoss as e:
         failure = (f"training stopped: {e.where}; the learning rate ({config.learning_rate:g}) is "
                    f"probably too high for this model, try --learning-rate {config.learning_rate / 10:g}")
@@ -233,7 +234,7 @@ def _finish(config, data, run, models, progress, devices, log, num_classes) -> d
     """Final weights, standalone models, diagrams, figures and held-out numbers."""
     from . import diagram
 
-    rundir.write_weights(run / rundir.WEIGHTS_FILE, models.vae)
+    finish_weights(run, models.vae)  # vae.weights.h5; best and checkpoint then share its arrays
     for model, name in ((models.encoder, rundir.ENCODER_FILE), (models.decoder, rundir.DECODER_FILE)):
         with rundir.atomic_path(run / name) as tmp:
             model.save(tmp)

@@ -23,7 +23,7 @@ class TrainingData(Protocol):
     """
 
     source: str  # what was actually loaded, one line
-    val_split: str  # "test", or how the validation split was carved out of train
+    val_split: str  # how the validation split was carved out of train ("test" in runs before 0.x)
     x_val: np.ndarray  # float32 (N, H, W, C) in [0, 1]: the validation images, or a bounded sample
     y_val: np.ndarray | None  # int64 (N,), None when the source has no labels
 
@@ -41,12 +41,16 @@ class TrainingData(Protocol):
 
     @property
     def info(self) -> dict:
-        """What config.json and metrics.json record about the data."""
+        """What config.json and metrics.json record about the data: "used" (source), "validation"
+        (val_split), "n_train", "n_val", "n_test" (the size of the source's test split, which
+        training never sees and vae-eval scores by default; 0: none, vae-eval then scores the
+        validation split), "test" (where that split comes from) and "location" (the spec with an
+        absolute path, where readers find the data from any working folder)."""
 
-    def epoch_steps(self, batch_size: int) -> int | None:
-        """Batches per epoch when the batches of all epochs are one pipeline cut into epochs by
-        step count, so a compiled call of several steps must end on an epoch's last batch; None
-        when each epoch is its own pass, whose length is known only at its end."""
+    def epoch_steps(self, batch_size: int) -> int:
+        """Batches per epoch: epoch_batches is one pipeline over all epochs that fit cuts into
+        epochs by this step count (so the progress bar counts real steps, and a compiled call of
+        several steps must end on an epoch's last batch)."""
 
     def train_batches(self, batch_size: int, *, seed: int, shard=None, repeat: bool = False,
                       labels: bool = False):
@@ -70,6 +74,9 @@ class Dataset:
     y_val: np.ndarray | None
     source: str
     val_split: str
+    n_test: int = 0  # the source's test split: counted, never held (evaluation loads it)
+    test_source: str | None = None
+    location: str | None = None  # spec.absolute_spec of the spec it was loaded from
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -91,7 +98,8 @@ class Dataset:
     @property
     def info(self) -> dict:
         return {"used": self.source, "validation": self.val_split, "n_train": self.n_train,
-                "n_val": self.n_val}
+                "n_val": self.n_val, "n_test": self.n_test, "test": self.test_source,
+                "location": self.location}
 
     def epoch_steps(self, batch_size: int) -> int:
         """Always known: epoch_batches is one pipeline over all epochs, cut by step count."""
@@ -125,7 +133,7 @@ class HeldOut(NamedTuple):
 
     x: np.ndarray  # float32 (N, H, W, C) in [0, 1]
     y: np.ndarray | None  # int64 (N,), None when the source has no labels
-    split: str  # equals TrainingData.val_split: "test", or how validation was carved out of train
+    split: str  # "test", TrainingData.val_split, or all images of data no model was trained on
     source: str  # what was actually loaded, one line
 
 

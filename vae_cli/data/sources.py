@@ -17,7 +17,7 @@ from .base import Dataset, HeldOut, split_indices
 from .folders import FolderDataset, adapt_images, load_folder
 from .pipeline import aligned_empty
 from .readers import read_source
-from .spec import check_dataset_spec, parse_spec
+from .spec import absolute_spec, check_dataset_spec, parse_spec
 
 
 def _stderr_warn(message: str) -> None:
@@ -26,7 +26,9 @@ def _stderr_warn(message: str) -> None:
 
 def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0, image_size=None,
                  channels: int = 0, warn=_stderr_warn) -> Dataset | FolderDataset:
-    """Load a source; its own test split is the validation set, else a seeded slice of train.
+    """Load a source for training: a seeded slice of its training images is the validation set
+    (early stopping and best.weights.h5 follow it); a test split, when the source has one, is
+    counted and never loaded here, so test images never choose weights.
 
     image_size (height, width) and channels (1 or 3; 0 keeps what is stored) reshape the images.
     Returns a Dataset, or a FolderDataset (streamed) for folder:DIR: both are base.TrainingData.
@@ -37,23 +39,23 @@ def load_dataset(spec: str, *, validation_split: float = 0.1, seed: int = 0, ima
         return load_folder(spec, validation_split=validation_split, seed=seed,
                            image_size=image_size, channels=channels, warn=warn)
     raw = read_source(spec, warn)
-    if raw.x_test is not None:
-        x_tr, y_tr, x_va, y_va, desc = raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test"
-    else:
-        train_idx, val_idx, desc = split_indices(len(raw.x_train), validation_split, seed)
-        x_tr, y_tr = _take(raw.x_train, raw.y_train, train_idx)
-        x_va, y_va = _take(raw.x_train, raw.y_train, val_idx)
+    train_idx, val_idx, desc = split_indices(len(raw.x_train), validation_split, seed)
+    x_tr, y_tr = _take(raw.x_train, raw.y_train, train_idx)
+    x_va, y_va = _take(raw.x_train, raw.y_train, val_idx)
     stored = x_tr.shape[1:3] + ((x_tr.shape[3],) if x_tr.ndim == 4 else (1,))
     x_tr = _reshape(_to_unit(x_tr, spec, "train"), image_size, channels)
     x_va = _reshape(_to_unit(x_va, spec, "validation"), image_size, channels)
     note = "" if x_tr.shape[1:] == stored else f", converted to {'x'.join(map(str, x_tr.shape[1:]))}"
-    return Dataset(x_tr, y_tr, x_va, y_va, raw.source + note, desc)
+    n_test = 0 if raw.x_test is None else len(raw.x_test)
+    return Dataset(x_tr, y_tr, x_va, y_va, raw.source + note, desc, n_test=n_test,
+                   test_source=_test_source(raw, spec) if n_test else None, location=absolute_spec(spec))
 
 
 def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size=None,
                     channels: int = 0, all_if_no_test: bool = False, warn=_stderr_warn) -> HeldOut:
-    """The held-out split for evaluation and plots: the same one load_dataset validates on, or,
-    with all_if_no_test (data no model was trained on), every image when there is no test split.
+    """The held-out split for evaluation and plots: the source's test split when it has one (no
+    run trained or chose weights on it); else the validation split load_dataset carves out (same
+    seed and fraction), or, with all_if_no_test (data no model was trained on), every image.
 
     Only the held-out images are converted to float32; a folder source gives its bounded
     in-memory sample.
@@ -66,7 +68,8 @@ def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size
     raw = read_source(spec, warn)
     if raw.x_test is not None:
         x_test = _reshape(_to_unit(raw.x_test, spec, "test"), image_size, channels)
-        return HeldOut(x_test, raw.y_test, "test", raw.source)
+        source = raw.source if raw.test_source is None else f"{raw.source}; test: {raw.test_source}"
+        return HeldOut(x_test, raw.y_test, "test", source)
     if all_if_no_test:
         desc = f"all {len(raw.x_train):,} images (no test split, and none of them trained this model)"
         x_all = _reshape(_to_unit(raw.x_train, spec, "evaluation"), image_size, channels)
@@ -74,6 +77,10 @@ def load_eval_split(spec: str, *, validation_split: float, seed: int, image_size
     _, val_idx, desc = split_indices(len(raw.x_train), validation_split, seed)
     x, y = _take(raw.x_train, raw.y_train, val_idx)
     return HeldOut(_reshape(_to_unit(x, spec, "validation"), image_size, channels), y, desc, raw.source)
+
+
+def _test_source(raw, spec: str) -> str:
+    return raw.test_source or f"the {len(raw.x_test):,} test images of {spec}"
 
 
 def _check_fraction(validation_split: float) -> None:

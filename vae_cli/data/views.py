@@ -57,7 +57,7 @@ class DataView:
     n_val = property(lambda self: self.data.n_val)
     info = property(lambda self: self.data.info)
 
-    def epoch_steps(self, batch_size: int) -> int | None:
+    def epoch_steps(self, batch_size: int) -> int:
         return self.data.epoch_steps(batch_size)
 
     def train_batches(self, batch_size: int, **options):
