@@ -46,7 +46,7 @@ def test_all_figures_go_to_plots_and_training_files_are_untouched(run_copy, caps
         assert width >= 200 and height >= 100, name
     width, height = png_size(run_copy / "plots" / "traversal.png")
     assert width > 2 * height  # two rows (latent_dim 2) of 11 values
-    assert "500 held-out images" in capsys.readouterr().out
+    assert "10,000 held-out images (test)" in capsys.readouterr().out
 
 
 def test_manifold_options_and_out_folder(run_copy, tmp_path):
@@ -80,7 +80,7 @@ def test_training_figures_of_a_conditional_run(cond_run):
     (["--tsne"], "--tsne: this run's latent space is 2-D"),
     (["--grid", "1"], "expected an integer from 2 to 100"),
     (["--range", "0"], "expected a number > 0"),
-    (["--index", "500", "--what", "traversal"], "--index: expected 0 to 499"),
+    (["--index", "10000", "--what", "traversal"], "--index: expected 0 to 9999"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
 ])
 def test_bad_requests_exit_2_with_one_line(run_copy, capsys, args, message):

@@ -92,7 +92,7 @@ def test_default_output_is_a_new_folder_inside_the_run(mlp_run):
     (["--z", "1,abc"], "expected comma-separated numbers"),
     (["--z", "1,2;3"], "every point needs the same number of values"),
     (["--z", "1,nan"], "expected finite numbers"),
-    (["--interpolate", "0", "500"], "--interpolate: indexes must be 0 to 499"),
+    (["--interpolate", "0", "10000"], "--interpolate: indexes must be 0 to 9999"),
     (["--interpolate", "0", "1", "--z", "0,0"], "two different requests"),
     (["--steps", "5"], "--steps only applies to --interpolate"),
     (["--z", "0,0", "-n", "4"], "-n applies to prior samples"),
