@@ -102,14 +102,13 @@ def model_arrays(source) -> dict[str, object]:
     """{HDF5 path: array} of the model's weights in a .weights.h5 file (path or bytes)."""
     import h5py
 
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and name.split("/")[0] != OPTIMIZER_GROUP:
+            arrays[name] = item[()]
+
     arrays = {}
     with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
-        def visit(name, item):
-            if isinstance(item, h5py.Dataset):
-                arrays[name] = item[()]
-        for top in f:
-            if top != OPTIMIZER_GROUP and isinstance(f[top], h5py.Group):
-                f[top].visititems(lambda name, item, top=top: visit(f"{top}/{name}", item))
+        f.visititems(visit)
     return arrays
 
 
