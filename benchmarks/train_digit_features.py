@@ -52,7 +52,8 @@ def without_optimizer(model):
 
 def train(args) -> int:
     quiet_tensorflow()
-    from vae_cli.atomic import write_json, write_weights
+    from vae_cli.atomic import write_json
+    from vae_cli.weights import write_weights
     from vae_cli.data import check_dataset_spec, load_dataset, load_eval_split
     from vae_cli.feature_net import (ARCHITECTURE, DIGIT_CLASSES, DIGIT_RECIPE, DIGIT_WEIGHTS, accuracy,
                                      sha256_file, train_classifier)

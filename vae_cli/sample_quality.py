@@ -22,13 +22,15 @@ from typing import Callable, NamedTuple, Union
 
 import numpy as np
 
-from .atomic import write_json, write_weights
+from .atomic import write_json
 from .data import HeldOut, load_dataset
+from .data.spec import recorded_location
 from .errors import UsageError
 from .feature_net import (ARCHITECTURE, DIGIT_CLASSES, DIGIT_SHAPE, RUN_RECIPE, accuracy, build_classifier,
                           features_and_classes, load_digit_classifier, sha256_file, train_classifier)
 from .latent import generate, prior_z
 from .run import Run, load_held_out
+from .weights import write_weights
 from .sample_metrics import (binomial_se, frechet_distance_of_sets, half_sample_se, pca_basis, precision_recall,
                              project)
 
@@ -98,8 +100,8 @@ def run_classifier_space(run: Run, log=None) -> FeatureSpace | None:
         model, meta = cached
         return _classifier_space(model, {**meta["protocol"], "cached": True}, int(meta["num_classes"]))
     c = run.config
-    data = load_dataset(c.dataset, validation_split=c.validation_split, seed=c.seed, image_size=c.image_hw,
-                        channels=c.channels)
+    data = load_dataset(recorded_location(c.dataset, run.data), validation_split=c.validation_split, seed=c.seed,
+                        image_size=c.image_hw, channels=c.channels)
     if data.num_classes is None:
         return None
     if log:
