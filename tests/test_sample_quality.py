@@ -111,7 +111,7 @@ def test_vae_eval_samples_writes_the_numbers_with_their_protocol(mlp_run, tmp_pa
     assert p["n"] == 60 and p["seed"] == 0 and p["temperature"] == 1.0 and p["sampler"].startswith("prior")
     assert p["feature_network"]["name"] == "digit-classifier"
     assert p["feature_network"]["weights_sha256"] == DIGIT_WEIGHTS_SHA256
-    assert "k=3" in p["precision_recall"] and p["reference"]["split"].startswith("validation")
+    assert "k=3" in p["precision_recall"] and p["reference"]["split"] == "test"  # the real MNIST test digits
     assert sq["frechet_distance"] > 0 and sq["frechet_distance_se"] > 0
     assert 0 <= sq["precision"] <= 1 and 0 <= sq["recall"] <= 1 and sq["reference_accuracy"] > 0.8
     assert "label_accuracy" not in sq  # not a conditional run
@@ -203,7 +203,7 @@ def test_unlabelled_other_shapes_fall_back_to_pixel_pca(tmp_path):
     (["--samples", "ten"], "--samples: expected an integer, got 'ten'"),
     (["--temperature", "0.5"], "--temperature only applies to sample quality; add --samples N"),
     (["--samples", "20", "--label", "1"], "--label: this run is not conditional"),
-    (["--samples", "600"], "--samples 600: the held-out split (validation: 10% of train held out (500 of 5,000"),
+    (["--samples", "10001"], "--samples 10,001: the held-out split (test) has only 10,000 images"),
 ])
 def test_bad_sample_quality_values_get_one_line_and_exit_2(mlp_run, tmp_path, capsys, argv, message):
     report_path = tmp_path / "eval.json"
