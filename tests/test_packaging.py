@@ -22,7 +22,7 @@ def test_wheel_install_ships_the_presets(tmp_path):
         scripts = archive.read(entry_points).decode().split("[console_scripts]")[1].split("[")[0]
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"vae_cli"}
     assert sorted(line.split("=")[0].strip() for line in scripts.splitlines() if "=" in line) == [
-        "vae-eval", "vae-explore", "vae-plot", "vae-sample", "vae-train"]
+        "vae-eval", "vae-explore", "vae-export", "vae-plot", "vae-sample", "vae-train"]
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"

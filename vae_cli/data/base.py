@@ -23,7 +23,7 @@ class TrainingData(Protocol):
     """
 
     source: str  # what was actually loaded, one line
-    val_split: str  # how the validation split was carved out of train ("test" in runs before 0.x)
+    val_split: str  # how the validation split was carved out of train (older runs: "test", validated on it)
     x_val: np.ndarray  # float32 (N, H, W, C) in [0, 1]: the validation images, or a bounded sample
     y_val: np.ndarray | None  # int64 (N,), None when the source has no labels
 
