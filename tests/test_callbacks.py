@@ -80,8 +80,8 @@ def test_run_writer_saves_every_epoch_and_stops_after_patience(tmp_path):
     assert progress.best_val_loss == 5.0 and len(writer.train_seconds) == 4
     assert read_progress(tmp_path / "checkpoint.weights.h5")[0] == progress
     assert (tmp_path / "best.weights.h5").is_file()
-    for epoch in range(1, 5):  # 6 samples, 3 a row, each 8x8 enlarged 3x
-        assert mpimg.imread(tmp_path / "samples" / f"epoch-{epoch:03d}.png").shape[:2] == (48, 72)
+    for epoch in range(1, 5):  # 6 samples, 3 a row, each 8x8 with 1 px gaps between tiles, enlarged 3x
+        assert mpimg.imread(tmp_path / "samples" / f"epoch-{epoch:03d}.png").shape[:2] == (3 * 17, 3 * 26)
 
 
 def test_run_writer_refuses_a_non_finite_validation_number(tmp_path):
