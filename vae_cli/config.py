@@ -239,6 +239,9 @@ class Config:
         if prior == "vamp" and self.conditional:
             raise UsageError(f"--prior {self.prior} encodes pseudo-inputs that have no class label, so it "
                              "cannot train a --conditional model; use --prior mog:K or standard")
+        if prior == "vamp" and self.batch_norm:
+            raise UsageError(f"--prior {self.prior} runs the encoder on its pseudo-inputs, which --batch-norm "
+                             "would normalise with their own batch statistics; use --prior mog:K or --no-batch-norm")
 
     @property
     def run_name(self) -> str:

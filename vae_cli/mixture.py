@@ -50,15 +50,16 @@ class GaussianMixture:
         """log p(z) of each row of z (N, d): (N,)."""
         return _logsumexp(_component_log_densities(np.asarray(z, np.float64), self) + np.log(self.weights), 1)
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n draws (n, d) float32: the component of each by its weight, then mean + L eps with L
-        the covariance's Cholesky factor; the same rng state gives the same draws."""
+    def sample(self, n: int, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
+        """n draws (n, d) float32: the component of each by its weight, then mean + T L eps with
+        L the covariance's Cholesky factor and T the temperature (below 1: nearer the component
+        means); the same rng state gives the same draws."""
         comps = rng.choice(self.k, size=n, p=self.weights)
         eps = rng.standard_normal((n, self.dim))
         z = np.empty((n, self.dim))
         for c in np.unique(comps):  # one product per component instead of an (n, d, d) gather
             rows = comps == c
-            z[rows] = self.means[c] + eps[rows] @ np.linalg.cholesky(self.covariances[c]).T
+            z[rows] = self.means[c] + temperature * eps[rows] @ np.linalg.cholesky(self.covariances[c]).T
         return z.astype(np.float32)
 
 
