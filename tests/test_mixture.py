@@ -145,3 +145,11 @@ def test_load_refuses_a_mismatched_pair_and_other_dimensions(tmp_path):
     mixture.protocol_path(path).unlink()
     with pytest.raises(MixtureFileError, match="cannot read"):
         mixture.load(path, dim=2)
+
+
+def test_moments_against_a_hand_computation():
+    m = GaussianMixture(np.array([0.25, 0.75]), np.array([[0.0, 1.0], [4.0, 1.0]]),
+                        np.array([np.diag([1.0, 2.0]), np.diag([3.0, 2.0])]))
+    np.testing.assert_allclose(m.mean(), [3.0, 1.0])
+    # Var z0 = E[var] + Var[mean] = (0.25 + 2.25) + (0.25 * 9 + 0.75 * 1) = 5.5; z1: 2
+    np.testing.assert_allclose(m.std(), np.sqrt([5.5, 2.0]))

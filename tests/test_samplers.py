@@ -10,7 +10,11 @@ import pytest
 from vae_cli.errors import UsageError
 from vae_cli.latent import encode_mean, prior_z
 from vae_cli.run import load_held_out, load_run
-from vae_cli.samplers import parse_sampler, sample_z
+from vae_cli.samplers import make_sampler, parse_sampler
+
+
+def sample_z(run, sampler, n, *, seed, temperature=1.0, note=lambda line: None):
+    return make_sampler(run, sampler, note)(n, seed=seed, temperature=temperature)
 
 
 @pytest.mark.parametrize("text, parsed", [("prior", ("prior", 0)), ("gmm", ("gmm", 10)), ("gmm:1", ("gmm", 1)),

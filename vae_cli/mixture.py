@@ -46,6 +46,15 @@ class GaussianMixture:
     def dim(self) -> int:
         return self.means.shape[1]
 
+    def mean(self) -> np.ndarray:
+        """E[z], (d,)."""
+        return self.weights @ self.means
+
+    def std(self) -> np.ndarray:
+        """The standard deviation of each coordinate of z, (d,) (law of total variance)."""
+        variance = self.weights @ (np.diagonal(self.covariances, axis1=1, axis2=2) + self.means**2) - self.mean()**2
+        return np.sqrt(np.maximum(variance, 0.0))
+
     def log_density(self, z: np.ndarray) -> np.ndarray:
         """log p(z) of each row of z (N, d): (N,)."""
         return _logsumexp(_component_log_densities(np.asarray(z, np.float64), self) + np.log(self.weights), 1)

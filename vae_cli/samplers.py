@@ -13,6 +13,7 @@ Parsing (`parse_sampler`) needs neither numpy nor Keras, so bad values fail befo
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -109,28 +110,41 @@ def load_or_fit_gmm(run, k: int, note: Callable[[str], None] = lambda line: None
     return fit.mixture
 
 
-def sampler_mixture(run, sampler: str, note: Callable[[str], None] = lambda line: None):
-    """The GaussianMixture to draw z from for `sampler` ('prior', 'gmm', 'gmm:K'), or None for
-    the standard prior N(0, I), whose draws stay those of a plain standard-normal stream."""
-    from .priors import prior_mixture
-
-    kind, k = parse_sampler(sampler)
-    if kind == "gmm":
-        return load_or_fit_gmm(run, k, note)
+def run_prior(run):
+    """A learned prior (--prior mog/vamp) as a GaussianMixture, or None for N(0, I)."""
     if run.config.prior == "standard":
         return None
+    from .priors import prior_mixture
+
     return prior_mixture(run.config, run.vae, run.encoder)
 
 
-def sample_z(run, sampler: str, n: int, *, seed: int, temperature: float = 1.0,
-             note: Callable[[str], None] = lambda line: None):
-    """n latent points (n, latent_dim) float32 drawn by `sampler`, reproducible for a seed; for
-    the standard prior exactly latent.prior_z(n, d, seed=seed, temperature=temperature)."""
-    import numpy as np
+@dataclass(frozen=True)
+class LatentSampler:
+    """Draws z for new images: `sampler(n, seed=..., temperature=...)` -> (n, d) float32, the
+    same points for the same seed. mixture None is N(0, I), drawn exactly as latent.prior_z."""
 
-    from .latent import prior_z
+    description: str  # e.g. "prior N(0, I)", "gmm-10 fitted to the training codes"
+    latent_dim: int
+    mixture: object = None  # mixture.GaussianMixture, or None for N(0, I)
 
-    mixture = sampler_mixture(run, sampler, note)
-    if mixture is None:
-        return prior_z(n, run.config.latent_dim, seed=seed, temperature=temperature)
-    return mixture.sample(n, np.random.default_rng(seed), temperature)
+    def __call__(self, n: int, *, seed: int, temperature: float = 1.0):
+        import numpy as np
+
+        from .latent import prior_z
+
+        if self.mixture is None:
+            return prior_z(n, self.latent_dim, seed=seed, temperature=temperature)
+        return self.mixture.sample(n, np.random.default_rng(seed), temperature)
+
+
+def make_sampler(run, sampler: str, note: Callable[[str], None] = lambda line: None) -> LatentSampler:
+    """The LatentSampler of `sampler` ('prior', 'gmm', 'gmm:K') for a loaded run; 'prior' is the
+    run's own prior, learned or N(0, I)."""
+    kind, k = parse_sampler(sampler)
+    d = run.config.latent_dim
+    if kind == "gmm":
+        return LatentSampler(f"gmm-{k} fitted to the training codes", d, load_or_fit_gmm(run, k, note))
+    if run.config.prior == "standard":
+        return LatentSampler("prior N(0, I)", d)
+    return LatentSampler(f"the learned prior {run.config.prior}", d, run_prior(run))
