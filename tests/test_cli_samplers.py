@@ -74,3 +74,15 @@ def test_bad_sampler_requests_exit_2_with_one_line(mlp_run, tmp_path, capsys, ma
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(mlp_run.glob("gmm-*"))
+
+
+def test_api_sample_takes_the_sampler(run):
+    import vae_cli
+    from vae_cli.errors import UsageError
+
+    vae = vae_cli.load(run)
+    images = vae.sample(6, seed=1, sampler="gmm:2")
+    assert images.shape == (6, 28, 28, 1) and (run / "gmm-2.npz").is_file()
+    np.testing.assert_array_equal(vae.sample(6, seed=1), vae.sample(6, seed=1, sampler="prior"))
+    with pytest.raises(UsageError, match="sampler: expected prior, gmm or gmm:K .* got 'gmm:0'"):
+        vae.sample(6, sampler="gmm:0")

@@ -110,15 +110,6 @@ def load_or_fit_gmm(run, k: int, note: Callable[[str], None] = lambda line: None
     return fit.mixture
 
 
-def run_prior(run):
-    """A learned prior (--prior mog/vamp) as a GaussianMixture, or None for N(0, I)."""
-    if run.config.prior == "standard":
-        return None
-    from .priors import prior_mixture
-
-    return prior_mixture(run.config, run.vae, run.encoder)
-
-
 @dataclass(frozen=True)
 class LatentSampler:
     """Draws z for new images: `sampler(n, seed=..., temperature=...)` -> (n, d) float32, the
@@ -138,13 +129,27 @@ class LatentSampler:
         return self.mixture.sample(n, np.random.default_rng(seed), temperature)
 
 
+def learned_prior(config, vae, encoder):
+    """The prior of models built from `config` as a GaussianMixture, or None for N(0, I)."""
+    if config.prior == "standard":
+        return None
+    from .priors import prior_mixture
+
+    return prior_mixture(config, vae, encoder)
+
+
+def prior_sampler(config, vae, encoder) -> LatentSampler:
+    """Draws from the models' own prior: N(0, I), or the learned mixture of a --prior mog/vamp run."""
+    prior = learned_prior(config, vae, encoder)
+    name = "prior N(0, I)" if prior is None else f"the learned prior {config.prior}"
+    return LatentSampler(name, config.latent_dim, prior)
+
+
 def make_sampler(run, sampler: str, note: Callable[[str], None] = lambda line: None) -> LatentSampler:
     """The LatentSampler of `sampler` ('prior', 'gmm', 'gmm:K') for a loaded run; 'prior' is the
     run's own prior, learned or N(0, I)."""
     kind, k = parse_sampler(sampler)
-    d = run.config.latent_dim
     if kind == "gmm":
-        return LatentSampler(f"gmm-{k} fitted to the training codes", d, load_or_fit_gmm(run, k, note))
-    if run.config.prior == "standard":
-        return LatentSampler("prior N(0, I)", d)
-    return LatentSampler(f"the learned prior {run.config.prior}", d, run_prior(run))
+        return LatentSampler(f"gmm-{k} fitted to the training codes", run.config.latent_dim,
+                             load_or_fit_gmm(run, k, note))
+    return prior_sampler(run.config, run.vae, run.encoder)

@@ -120,7 +120,7 @@ def plot_command(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     from ..figures import FigureSet, draw, needs_data
     from ..run import load_run
-    from ..samplers import make_sampler, run_prior
+    from ..samplers import learned_prior, make_sampler
 
     run = load_run(run_path)
     what, history = _with_history(run_path, args.what)
@@ -130,7 +130,7 @@ def plot_command(args: argparse.Namespace) -> int:
                          f"{len(held.x):,} images), got {args.index}")
     ranges = {} if args.value_range is None else {"value_range": args.value_range,
                                                     "traversal_range": args.value_range}
-    prior = run_prior(run)  # None: N(0, I)
+    prior = learned_prior(config, run.vae, run.encoder)  # None: N(0, I)
     sampler = None
     if "samples" in what and (args.sampler or prior is not None):
         sampler = make_sampler(run, args.sampler or "prior",
