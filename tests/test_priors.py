@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vae_cli import priors
+from vae_cli.losses import log_mixture_diag
 from vae_cli.config import Config, resolve
 from vae_cli.errors import UsageError
 
@@ -21,8 +22,8 @@ def test_log_mixture_diag_against_a_hand_computation():
     means = np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)
     log_vars = np.log(np.array([[1.0, 4.0], [0.5, 2.0]], np.float32))
     logits = np.log(np.array([1.0, 3.0], np.float32))
-    got = np.asarray(priors.log_mixture_diag(z, means, log_vars, logits))
-    uniform = np.asarray(priors.log_mixture_diag(z, means, log_vars))
+    got = np.asarray(log_mixture_diag(z, means, log_vars, logits))
+    uniform = np.asarray(log_mixture_diag(z, means, log_vars))
     for row, (a, b) in enumerate(z):
         p0 = _normal(a, 0.0, 1.0) * _normal(b, 0.0, 4.0)
         p1 = _normal(a, 1.0, 0.5) * _normal(b, -1.0, 2.0)
@@ -84,12 +85,14 @@ def test_prior_kl_is_log_q_minus_log_p_and_adds_beta_times_its_mean():
     layer = priors.PriorKL()
     z_mean, z_log_var = np.array([[0.0], [1.0]], np.float32), np.log(np.array([[1.0], [0.25]], np.float32))
     z, log_pz = np.array([[0.5], [1.0]], np.float32), np.array([-1.0, -2.0], np.float32)
-    kl = np.asarray(layer([z_mean, z_log_var, z, log_pz]))
+    kl = np.asarray(priors.PriorKL.estimate(z_mean, z_log_var, z, log_pz))
     hand = [math.log(_normal(0.5, 0.0, 1.0)) + 1.0, math.log(_normal(1.0, 1.0, 0.25)) + 2.0]
     np.testing.assert_allclose(kl, hand, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(layer([z_mean, z_log_var, z, log_pz])), z)  # z passes through
     layer.beta.assign(0.5)
     layer([z_mean, z_log_var, z, log_pz])
     assert float(layer.losses[-1]) == pytest.approx(0.5 * np.mean(hand), rel=1e-5)
+    assert float(layer.kl_tracker.result()) == pytest.approx(np.mean(hand), rel=1e-5)
     quiet = priors.PriorKL(kl_loss=False)
     quiet([z_mean, z_log_var, z, log_pz])
     assert not quiet.losses
@@ -101,8 +104,8 @@ def test_prior_kl_matches_the_closed_form_on_average():
     z_mean = np.tile(np.array([[0.7, -0.3]], np.float32), (20000, 1))
     z_log_var = np.tile(np.log(np.array([[0.5, 2.0]], np.float32)), (20000, 1))
     z = (z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)).astype(np.float32)
-    log_pz = priors.log_mixture_diag(z, np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32))
-    kl = np.asarray(priors.PriorKL(kl_loss=False)([z_mean, z_log_var, z, log_pz]))
+    log_pz = log_mixture_diag(z, np.zeros((1, 2), np.float32), np.zeros((1, 2), np.float32))
+    kl = np.asarray(priors.PriorKL.estimate(z_mean, z_log_var, z, log_pz))
     closed = -0.5 * np.sum(1 + np.log([0.5, 2.0]) - np.array([0.7, -0.3]) ** 2 - np.array([0.5, 2.0]))
     assert kl.mean() == pytest.approx(closed, abs=0.03)
 

@@ -236,6 +236,9 @@ class Config:
             raise UsageError(
                 f"--free-bits {self.free_bits:g} floors each latent unit's closed-form KL, which --prior "
                 f"{self.prior} does not have; use one of them")
+        if prior != "standard" and self.iw_train > 1:
+            raise UsageError(f"--iw-train {self.iw_train} trains on an importance-weighted bound whose log p(z) "
+                             f"is N(0, I); --prior {self.prior} is not supported with it yet; use one of them")
         if prior == "vamp" and self.conditional:
             raise UsageError(f"--prior {self.prior} encodes pseudo-inputs that have no class label, so it "
                              "cannot train a --conditional model; use --prior mog:K or standard")

@@ -22,7 +22,7 @@ from keras import layers, ops
 
 from .config import Config, parse_prior
 from .layers import LOG_VAR_RANGE
-from .losses import log_normal_diag
+from .losses import log_mixture_diag, log_normal_diag
 from .mixture import GaussianMixture, from_diagonal
 
 PRIOR_LAYER = "prior"  # the layer whose call gives log p(z): MixturePrior or VampDensity
@@ -30,17 +30,6 @@ PSEUDO_INPUTS_LAYER = "pseudo_inputs"
 # Tomczak and Welling's pseudo-input initialisation for MNIST: N(0.05, 0.01^2) per pixel, each
 # pixel kept in the image range [0, 1] by a hard clip (their hardtanh).
 PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STD = 0.05, 0.01
-
-
-def log_mixture_diag(z, means, log_vars, logits=None):
-    """log sum_k w_k N(z; means_k, diag(exp(log_vars_k))) with w = softmax(logits), uniform when
-    logits is None: z (N, d), means and log_vars (K, d) -> (N,)."""
-    comps = log_normal_diag(z[:, None, :], means[None], log_vars[None])  # (N, K)
-    if logits is None:
-        log_w = -ops.log(ops.cast(ops.shape(means)[0], comps.dtype))
-    else:
-        log_w = (logits - ops.logsumexp(logits))[None]
-    return ops.logsumexp(comps + log_w, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="vae_cli")
@@ -153,16 +142,16 @@ class VampDensity(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vae_cli")
 class PriorKL(layers.Layer):
-    """Each example's one-sample KL estimate log q(z|x) - log p(z) under a learned prior, and
-    beta times its batch mean added to the loss.
+    """Adds beta times the batch mean of each example's one-sample KL estimate
+    log q(z|x) - log p(z) under a learned prior to the loss, and tracks the estimate as `kl`.
 
     Args:
-        kl_loss: False when another layer (`IWAELoss`) accounts for the prior and posterior
-            terms; the layer then only returns the estimate.
+        kl_loss: False to only track the estimate (when another layer accounts for the terms).
 
     Call arguments:
         inputs: `[z_mean, z_log_var, z, log_pz]`: the posterior (batch, d) each, the z drawn from
-            it (batch, d) and log p(z) (batch,). Returns the estimate, `(batch,)` nats.
+            it (batch, d) and log p(z) (batch,). Returns z unchanged: the decoder's input runs
+            through this layer, which keeps it in the model (`estimate` gives the numbers).
 
     `beta` is a non-trainable variable, like `Sampling`'s, for the KL warm-up.
     """
@@ -171,19 +160,25 @@ class PriorKL(layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.kl_loss = bool(kl_loss)
+        self.kl_tracker = keras.metrics.Mean(name="kl")
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
 
+    @staticmethod
+    def estimate(z_mean, z_log_var, z, log_pz):
+        """log q(z|x) - log p(z) per example, (batch,) nats."""
+        return log_normal_diag(z, z_mean, ops.clip(z_log_var, *LOG_VAR_RANGE)) - log_pz
+
     def call(self, inputs):
-        z_mean, z_log_var, z, log_pz = inputs
-        kl = log_normal_diag(z, z_mean, ops.clip(z_log_var, *LOG_VAR_RANGE)) - log_pz
+        kl = self.estimate(*inputs)
         if self.kl_loss:
             self.add_loss(self.beta * ops.mean(kl))
-        return kl
+        self.kl_tracker.update_state(kl)
+        return inputs[2]
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0][:1]
+        return input_shape[2]
 
     def get_config(self):
         return {**super().get_config(), "kl_loss": self.kl_loss}

@@ -105,6 +105,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
     from ..data import binarize, one_hot
     from ..evaluate import evaluate, format_table, report
+    from ..priors import prior_components
     from ..run import load_held_out, load_run, write_json
 
     run = load_run(run_path)
@@ -121,14 +122,15 @@ def eval_command(args: argparse.Namespace) -> int:
     if binarized:
         x = binarize(x, np.random.default_rng(args.seed))
     labels = one_hot(y, run.num_classes) if run.conditional else None
+    prior = None if config.prior == "standard" else prior_components(config, run.vae, run.encoder)
     result = evaluate(run.encoder, run.decoder, x, likelihood=config.likelihood,
                       iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed,
-                      labels=labels, progress=ProgressLine("vae-eval"))
+                      labels=labels, prior=prior, progress=ProgressLine("vae-eval"))
     data = {"spec": args.dataset or config.dataset, "source": held.source, "split": split,
             "n_examples": len(x)}
     rep = report(result, run=str(run_path), data=data, trained_on=trained_on(config, run.data),
                  likelihood=config.likelihood, seed=args.seed, conditional=run.conditional,
-                 binarized=binarized)
+                 binarized=binarized, prior=config.prior)
     if args.samples:
         from ..sample_quality import format_line, sample_quality
         from ..samplers import make_sampler
