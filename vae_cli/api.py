@@ -21,6 +21,7 @@ from .errors import UsageError, first_line
 from .latent import decode as decode_batches
 from .latent import encode_mean, generate
 from .run import Run, load_run, read_history
+from .samplers import make_sampler, parse_sampler
 
 MAX_SEED = 2**31 - 1
 MAX_TEMPERATURE = 100.0  # as vae-sample --temperature
@@ -67,10 +68,13 @@ class VAE:
         cond = self._labels(labels, len(x))
         return decode_batches(self.decoder, encode_mean(self.encoder, x, cond), cond)
 
-    def sample(self, n: int, temperature: float = 1.0, label: int | None = None, seed: int = 0) -> np.ndarray:
+    def sample(self, n: int, temperature: float = 1.0, label: int | None = None, seed: int = 0,
+               sampler: str = "prior") -> np.ndarray:
         """n images decoded from z ~ N(0, temperature^2 I): float32 (n, H, W, C), the images
-        `vae-sample RUN -n n --temperature T [--label L] --seed S` writes to samples.npy. A
-        conditional run draws `label`, or cycles through the classes when label is None."""
+        `vae-sample RUN -n n --temperature T [--label L] --seed S [--sampler S]` writes to
+        samples.npy. A conditional run draws `label`, or cycles through the classes when label
+        is None. sampler: "prior" (the run's prior, learned for a --prior mog/vamp run) or
+        "gmm[:K]" (a mixture fitted to the training codes, kept in the run directory)."""
         _check_int("n", n, 1, 10**9)
         _check_int("seed", seed, 0, MAX_SEED)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
@@ -81,7 +85,13 @@ class VAE:
                 raise UsageError("label: this run is not conditional, so it cannot draw a chosen class; "
                                  "train one with conditional=True")
             _check_int("label", label, 0, self.num_classes - 1)
-        return generate(self.decoder, self.latent_dim, n=int(n), seed=int(seed), temperature=float(temperature),
+        try:
+            parse_sampler(sampler)
+        except (ValueError, AttributeError, TypeError):
+            raise UsageError(f"sampler: expected prior, gmm or gmm:K with K from 1 to 1000, got {sampler!r}") from None
+        chosen = make_sampler(self._run, sampler)
+        z = None if chosen.mixture is None else chosen(int(n), seed=int(seed), temperature=float(temperature))
+        return generate(self.decoder, self.latent_dim, n=int(n), z=z, seed=int(seed), temperature=float(temperature),
                         num_classes=self.num_classes, label=label).images
 
     # ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import keras
 from . import latent, plots, run as rundir
 from .checkpoint import Progress, save_checkpoint
 from .layers import IWAELoss, Sampling
+from .priors import PriorKL
 from .signals import StopSignals
 
 
@@ -44,8 +45,9 @@ class KLWarmup(keras.callbacks.Callback):
 
     def __init__(self, vae, beta: float, warmup_epochs: int):
         super().__init__()
-        # the KL weight lives in the Sampling layer, and in IWAELoss when that carries the KL terms
-        self.kl_weights = [layer.beta for layer in vae._flatten_layers() if isinstance(layer, (Sampling, IWAELoss))]
+        # the KL weight lives in the Sampling layer, and in IWAELoss or PriorKL when they carry the KL terms
+        self.kl_weights = [layer.beta for layer in vae._flatten_layers()
+                           if isinstance(layer, (Sampling, IWAELoss, PriorKL))]
         self.beta, self.warmup_epochs = beta, warmup_epochs
 
     def on_epoch_begin(self, epoch, logs=None):

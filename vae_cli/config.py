@@ -26,6 +26,8 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CHANNELS = (0, 1, 3)  # 0: as stored
 MAX_IMAGE_SIDE = 4096
 SWITCHES = ("auto", "on", "off")
+PRIORS = ("standard", "mog", "vamp")
+MAX_COMPONENTS = 1000  # mixture components of a prior or a gmm sampler
 
 # Bumped when a run directory changes in a way older readers would misread.
 # 2: the conv decoder's weights are stored under its fused layers (UpsampleConv2D, NarrowConv2D);
@@ -99,6 +101,29 @@ def _check_filters(value: Any) -> None:
         raise ValueError(f"expected 1 to 6 integers from 1 to 4096, e.g. 32,32, got {value!r}")
 
 
+def parse_components(text: str, kinds: tuple[str, ...], *, plain: tuple[str, ...] = (),
+                     default_k: int | None = None) -> tuple[str, int]:
+    """'mog:10' -> ('mog', 10) for a kind in `kinds` followed by ':K' (K from 1 to MAX_COMPONENTS);
+    a name in `plain` -> (name, 0); a bare kind -> (kind, default_k) when default_k is given.
+    ValueError naming every accepted form otherwise (used by --prior and --sampler)."""
+    name, colon, count = text.partition(":")
+    if not colon and name in plain:
+        return name, 0
+    if not colon and name in kinds and default_k is not None:
+        return name, default_k
+    if (colon and name in kinds and count.isascii() and count.isdigit() and not count.startswith("0")
+            and int(count) <= MAX_COMPONENTS):
+        return name, int(count)
+    forms = [*plain, *(f"{kind}{'[:K]' if default_k is not None else ':K'}" for kind in kinds)]
+    raise ValueError(f"expected {', '.join(forms[:-1])} or {forms[-1]} with K an integer from 1 to "
+                     f"{MAX_COMPONENTS}, got {text!r}")
+
+
+def parse_prior(text: str) -> tuple[str, int]:
+    """--prior: 'standard' -> ('standard', 0), 'mog:K' / 'vamp:K' -> (kind, K)."""
+    return parse_components(text, PRIORS[1:], plain=PRIORS[:1])
+
+
 def parse_image_size(text: str) -> tuple[int, int] | None:
     """'' -> None, '64' -> (64, 64), '64x48' -> (64, 48) as (height, width); ValueError otherwise."""
     if text == "":
@@ -150,6 +175,10 @@ class Config:
         "bernoulli: binary cross-entropy summed over pixels; gaussian: squared error summed "
         "(-log N(x; x_hat, 1/2)); gaussian-learned: the decoder also outputs each pixel's variance",
         choices=LIKELIHOODS)
+    prior: str = _knob("standard",
+        "p(z): standard (N(0, I)), mog:K (a learned mixture of K Gaussians) or vamp:K (the "
+        "VampPrior, Tomczak and Welling 2018: the encoder's posteriors of K learned pseudo-inputs); "
+        "the KL term of a learned prior is a one-sample estimate", check=parse_prior)
     conditional: bool = _knob(False,
         "conditional VAE: feed the one-hot class label to encoder and decoder, so samples can be "
         "drawn per class (needs a labelled dataset)")
@@ -202,6 +231,20 @@ class Config:
             raise UsageError(
                 f"--free-bits {self.free_bits:g} applies to the ELBO's KL term, which --iw-train "
                 f"{self.iw_train} replaces; use one of them")
+        prior = parse_prior(self.prior)[0]
+        if prior != "standard" and self.free_bits > 0:
+            raise UsageError(
+                f"--free-bits {self.free_bits:g} floors each latent unit's closed-form KL, which --prior "
+                f"{self.prior} does not have; use one of them")
+        if prior != "standard" and self.iw_train > 1:
+            raise UsageError(f"--iw-train {self.iw_train} trains on an importance-weighted bound whose log p(z) "
+                             f"is N(0, I); --prior {self.prior} is not supported with it yet; use one of them")
+        if prior == "vamp" and self.conditional:
+            raise UsageError(f"--prior {self.prior} encodes pseudo-inputs that have no class label, so it "
+                             "cannot train a --conditional model; use --prior mog:K or standard")
+        if prior == "vamp" and self.batch_norm:
+            raise UsageError(f"--prior {self.prior} runs the encoder on its pseudo-inputs, which --batch-norm "
+                             "would normalise with their own batch statistics; use --prior mog:K or --no-batch-norm")
 
     @property
     def run_name(self) -> str:

@@ -5,7 +5,9 @@ All values are nats per example, averaged over the data. The reconstruction and 
 exactly the ones training minimised (`losses`), with the same clipping of log-variances, so
 -ELBO here is the training loss (with beta = recon_weight = 1) on held-out data. `labels` are
 one-hot (N, K) and are given exactly when the models are conditional (then the numbers are
--log p(x | y)).
+-log p(x | y)). `prior` is a learned prior as arrays (logits, means, log_vars), from
+priors.prior_components; with it the KL term is the one-sample estimate log q(z|x) - log p(z)
+that training minimised, and the IW bound's log p(z) is the mixture's. None is N(0, I).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from keras import ops
 
 from .layers import LOG_VAR_RANGE
-from .losses import kl_divergence, log_normal_diag, log_standard_normal, reconstruction_nll
+from .losses import kl_divergence, log_mixture_diag, log_normal_diag, log_standard_normal, reconstruction_nll
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al.: Cov_x(E_q[z_u]) > 0.01
 # IW samples are decoded in chunks of about this many images: at 4096 a 28x28 conv decoder's
@@ -40,15 +42,26 @@ def posterior(encoder, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarr
     return np.asarray(z_mean, np.float32), np.clip(np.asarray(z_log_var, np.float32), *LOG_VAR_RANGE)
 
 
-def elbo_terms(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None):
-    """Per-example (recon, kl) with z = z_mean + exp(z_log_var / 2) * eps: the training loss terms."""
+def log_prior(z, prior=None):
+    """log p(z) (rows,): N(0, I) when prior is None, else the mixture (logits, means, log_vars)."""
+    if prior is None:
+        return log_standard_normal(z)
+    logits, means, log_vars = prior
+    return log_mixture_diag(z, means, log_vars, logits)
+
+
+def elbo_terms(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None, prior=None):
+    """Per-example (recon, kl) with z = z_mean + exp(z_log_var / 2) * eps: the training loss terms
+    (the KL in closed form for N(0, I), else the one-sample estimate at z)."""
     z = z_mean + np.exp(0.5 * z_log_var) * eps
     x_hat = decoder(_inputs(z, labels), training=False)
     recon = np.asarray(reconstruction_nll(x, x_hat, likelihood), np.float64)
-    return recon, np.asarray(kl_divergence(z_mean, z_log_var), np.float64)
+    if prior is None:
+        return recon, np.asarray(kl_divergence(z_mean, z_log_var), np.float64)
+    return recon, np.asarray(log_normal_diag(z, z_mean, z_log_var) - log_prior(z, prior), np.float64)
 
 
-def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None):
+def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None, prior=None):
     """log w = log p(x|z) + log p(z) - log q(z|x) for z = mean + std * eps, eps (k, batch, d).
 
     Returns (batch, k). Written in keras.ops so it also runs as one compiled graph (`_compiled`).
@@ -60,19 +73,19 @@ def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=N
     mean, log_var = ops.tile(z_mean, (k, 1)), ops.tile(z_log_var, (k, 1))
     x_rep = ops.tile(x, (k, 1, 1, 1))
     x_hat = decoder(_inputs(z, None if labels is None else ops.tile(labels, (k, 1))), training=False)
-    log_w = (-reconstruction_nll(x_rep, x_hat, likelihood) + log_standard_normal(z)
+    log_w = (-reconstruction_nll(x_rep, x_hat, likelihood) + log_prior(z, prior)
              - log_normal_diag(z, mean, log_var))  # (k * batch,)
     return ops.transpose(ops.reshape(log_w, (k, -1)))
 
 
-def _compiled(decoder, likelihood: str):
+def _compiled(decoder, likelihood: str, prior=None):
     """iw_log_weights as one tf.function, so decoding and the densities run as a single graph
     instead of op by op; retraced only when a chunk's shape changes. Returns float64 numpy."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def log_weights(x, z_mean, z_log_var, eps, *labels):  # labels: () or (one-hot,)
-        return iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, *labels)
+        return iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, *(labels or (None,)), prior=prior)
 
     def call(x, z_mean, z_log_var, eps, labels=None):
         extra = () if labels is None else (labels,)
@@ -108,7 +121,7 @@ def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
 
 
 def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: int = 0,
-             batch_size: int = 256, seed: int = 0, labels=None,
+             batch_size: int = 256, seed: int = 0, labels=None, prior=None,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Negative ELBO (one z sample per example, as in training), its parts, the IW bound with
     `iw_samples` samples (0: skipped) and the active units, with standard errors of the means.
@@ -119,7 +132,7 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
     if len(x) == 0:
         raise ValueError("evaluate needs at least one example")
     elbo_rng, iw_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    log_weights = _compiled(decoder, likelihood) if iw_samples else None
+    log_weights = _compiled(decoder, likelihood, prior) if iw_samples else None
     recon, kl, iw, z_means = [], [], [], []
     n = len(x)
     for start in range(0, n, batch_size):
@@ -127,7 +140,7 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
         yb = None if labels is None else np.asarray(labels[start:start + batch_size], np.float32)
         z_mean, z_log_var = posterior(encoder, xb, yb)
         eps = elbo_rng.standard_normal(z_mean.shape).astype(np.float32)
-        r, k = elbo_terms(decoder, xb, z_mean, z_log_var, eps, likelihood, yb)
+        r, k = elbo_terms(decoder, xb, z_mean, z_log_var, eps, likelihood, yb, prior)
         recon.append(r)
         kl.append(k)
         z_means.append(z_mean)
@@ -159,7 +172,7 @@ def _summary(recon, kl, z_means, iw, iw_samples: int) -> dict:
 
 
 def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: str, seed: int,
-           conditional: bool, binarized: bool) -> dict:
+           conditional: bool, binarized: bool, prior: str = "standard") -> dict:
     """The numbers with the protocol that produced them, so they can be set beside the literature.
 
     data: the evaluation images (spec, source, split, n_examples); trained_on: one line on what
@@ -173,6 +186,7 @@ def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: s
                    if binarized else "grey levels in [0, 1], not binarised"),
         "binarized": binarized,
         "likelihood": likelihood,
+        "prior": prior,
         "quantity": "-log p(x | y), labels given" if conditional else "-log p(x)",
         "elbo_samples": 1,
         "iw_samples": k,
@@ -180,6 +194,10 @@ def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: s
         "units": "nats per example (mean over the data; se = standard error of that mean)",
     }
     return {"run": run, "protocol": protocol, **result}
+
+
+def _prior_text(prior: str) -> str:
+    return "" if prior == "standard" else f"learned prior {prior} (KL: its one-sample estimate); "
 
 
 def format_table(rep: dict) -> str:
@@ -190,8 +208,9 @@ def format_table(rep: dict) -> str:
         f"data:     {d['source']}",
         f"split:    {d['split']}, {d['n_examples']:,} images",
         f"trained:  {p['trained_on']}",
-        (f"protocol: {p['pixels']}; {p['likelihood']} likelihood; ELBO with {p['elbo_samples']} z sample "
-         f"per image; {f'IW bound with K={k}' if k else 'no IW bound'}; seed {p['seed']}"),
+        (f"protocol: {p['pixels']}; {p['likelihood']} likelihood; {_prior_text(p.get('prior', 'standard'))}ELBO "
+         f"with {p['elbo_samples']} z sample per image; {f'IW bound with K={k}' if k else 'no IW bound'}; "
+         f"seed {p['seed']}"),
         "",
         f"{'':34}{'nats':>10}{'± se':>8}",
         f"{'-ELBO':34}{rep['neg_elbo']:10.2f}{rep['neg_elbo_se']:8.2f}",

@@ -57,6 +57,8 @@ class FigureSet:
     n_samples: int = 100
     tsne: bool = False
     index: int = 0  # the held-out image whose code the traversal starts from
+    sampler: object = None  # samplers.LatentSampler of the samples figure; None: z ~ N(0, I)
+    prior: object = None  # a learned prior (mixture.GaussianMixture): the manifold and traversal span it
 
     def __post_init__(self):
         if self.num_classes is not None and self.x is not None and self.y is None:
@@ -139,12 +141,19 @@ def _manifold(fs: FigureSet, out: Path) -> list[Path]:
         axes, origin = np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)
     title = ("Decoded latent grid" if fs.latent_dim == 2
              else "Decoded grid over the top two principal directions")
+    to_z = (lambda gx, gy: (gx, gy))  # grid values are z values, except over a learned prior:
+    if fs.prior is not None and fs.latent_dim <= 2:  # its mean +- range x its standard deviation
+        mean, std = fs.prior.mean().astype(np.float32), fs.prior.std().astype(np.float32)
+        origin, axes = mean, np.diag(np.pad(std, (0, 2 - fs.latent_dim)))[:2, :fs.latent_dim]
+        title = f"Decoded latent grid over the prior (mean ± {fs.value_range:g} std)"
+        to_z = (lambda gx, gy: (mean[0] + gx * std[0], gy if fs.latent_dim == 1 else mean[1] + gy * std[1]))
     classes = [None] if fs.num_classes is None else range(fs.num_classes)
     written = []
     for k in classes:
         label = None if k is None else one_hot(np.array([k]), fs.num_classes)[0]
         images, gx, gy = latent.manifold(fs.decoder, fs.latent_dim, n=fs.grid, value_range=fs.value_range,
                                            origin=origin, axes=axes, label=label)
+        gx, gy = to_z(gx, gy)
         path = out / ("manifold.png" if k is None else f"manifold-{k}.png")
         plots.plot_manifold(images, gx, gy, path, xlabel=xl, ylabel=yl,
                             title=title if k is None else f"{title}, {fs.class_name(k)}")
@@ -153,16 +162,19 @@ def _manifold(fs: FigureSet, out: Path) -> list[Path]:
 
 
 def _samples(fs: FigureSet, out: Path) -> list[Path]:
+    source = "z ~ N(0, I)" if fs.sampler is None or fs.sampler.mixture is None else f"z from {fs.sampler.description}"
     if fs.num_classes is None:
-        z = latent.prior_z(fs.n_samples, fs.latent_dim, seed=fs.seed)
-        plots.save_image_grid(latent.decode(fs.decoder, z), out / "samples.png",
-                              title="Samples, z ~ N(0, I)")
+        z = latent.prior_z(fs.n_samples, fs.latent_dim, seed=fs.seed) if fs.sampler is None \
+            else fs.sampler(fs.n_samples, seed=fs.seed)
+        plots.save_image_grid(latent.decode(fs.decoder, z), out / "samples.png", title=f"Samples, {source}")
     else:
         per_class = 10
         z, labels = latent.class_grid(fs.num_classes, per_class, fs.latent_dim, seed=fs.seed)
+        if fs.sampler is not None:  # the same per_class points in every row, as class_grid's
+            z = np.tile(fs.sampler(per_class, seed=fs.seed), (fs.num_classes, 1))
         plots.plot_labelled_rows(latent.decode(fs.decoder, z, labels), per_class,
                                  [fs.class_name(k) for k in range(fs.num_classes)], out / "samples.png",
-                                 title="Samples per class, z ~ N(0, I) (one z per column)")
+                                 title=f"Samples per class, {source} (one z per column)")
     return [out / "samples.png"]
 
 
@@ -205,10 +217,15 @@ def _traversal(fs: FigureSet, out: Path) -> list[Path]:
         dims = np.sort(np.argsort(fs.codes.var(axis=0))[::-1][:MAX_TRAVERSAL_DIMS])
     values = np.linspace(-fs.traversal_range, fs.traversal_range, 11, dtype=np.float32)
     z = latent.traversal_z(origin, dims, values)
+    title, xlabel = f"Latent traversal from held-out image #{fs.index}", None
+    if fs.prior is not None:  # a learned prior: each dimension over its own mean +- t std
+        mean, std = fs.prior.mean(), fs.prior.std()
+        for row, dim in enumerate(dims):
+            z[row * len(values):(row + 1) * len(values), dim] = mean[dim] + values * std[dim]
+        xlabel = "t: the traversed dimension at the prior's mean + t std (others held fixed)"
     labels = None if label is None else np.repeat(label, len(z), axis=0)
     plots.plot_traversal(latent.decode(fs.decoder, z, labels), len(dims), len(values), values,
-                         out / "traversal.png", dims=dims,
-                         title=f"Latent traversal from held-out image #{fs.index}")
+                         out / "traversal.png", dims=dims, title=title, xlabel=xlabel)
     return [out / "traversal.png"]
 
 

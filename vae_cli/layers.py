@@ -63,8 +63,11 @@ class Sampling(layers.Layer):
         seed: seed of the layer's `SeedGenerator` (required under tf.distribute).
         free_bits: nats per latent unit below which its batch-averaged KL is not penalised
             (see `losses.free_bits_kl`); 0 is the plain ELBO.
-        kl_loss: False when another layer (`IWAELoss`) accounts for the prior and posterior
-            terms; the layer then only samples and tracks the KL.
+        kl_loss: False when another layer (`IWAELoss`, or `priors.PriorKL` for a learned
+            prior) accounts for the prior and posterior terms; the layer then only samples and
+            tracks the KL.
+        track_kl: False when the KL to N(0, I) is not the model's KL (a learned prior's
+            `PriorKL` tracks its own as `kl`).
 
     Call arguments:
         inputs: `[z_mean, z_log_var]`, each `(batch, latent_dim)`.
@@ -73,7 +76,7 @@ class Sampling(layers.Layer):
     between epochs without retracing; the unweighted KL is tracked as the metric `kl`.
     """
 
-    def __init__(self, seed=None, free_bits=0.0, kl_loss=True, **kwargs):
+    def __init__(self, seed=None, free_bits=0.0, kl_loss=True, track_kl=True, **kwargs):
         super().__init__(**kwargs)
         if free_bits < 0:
             raise ValueError(f"Invalid value received for argument `free_bits`. Expected a number "
@@ -81,8 +84,9 @@ class Sampling(layers.Layer):
         self.seed = seed
         self.free_bits = float(free_bits)
         self.kl_loss = bool(kl_loss)
+        self.track_kl = bool(track_kl)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.kl_tracker = keras.metrics.Mean(name="kl") if self.track_kl else None
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
@@ -93,7 +97,8 @@ class Sampling(layers.Layer):
         kl = kl_divergence(z_mean, z_log_var)  # (batch,)
         if self.kl_loss:
             self.add_loss(self.beta * free_bits_kl(z_mean, z_log_var, self.free_bits))
-        self.kl_tracker.update_state(kl)
+        if self.track_kl:
+            self.kl_tracker.update_state(kl)
         eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
@@ -102,7 +107,7 @@ class Sampling(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed, "free_bits": self.free_bits,
-                "kl_loss": self.kl_loss}
+                "kl_loss": self.kl_loss, "track_kl": self.track_kl}
 
 
 @keras.saving.register_keras_serializable(package="vae_cli")

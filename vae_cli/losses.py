@@ -58,6 +58,17 @@ def log_standard_normal(z):
     return -0.5 * ops.sum(math.log(2.0 * math.pi) + ops.square(z), axis=-1)
 
 
+def log_mixture_diag(z, means, log_vars, logits=None):
+    """log sum_k w_k N(z; means_k, diag(exp(log_vars_k))) with w = softmax(logits), uniform when
+    logits is None (a learned prior, priors.py): z (N, d), means and log_vars (K, d) -> (N,)."""
+    comps = log_normal_diag(z[:, None, :], means[None], log_vars[None])  # (N, K)
+    if logits is None:
+        log_w = -ops.log(ops.cast(ops.shape(means)[0], comps.dtype))
+    else:
+        log_w = (logits - ops.logsumexp(logits))[None]
+    return ops.logsumexp(comps + log_w, axis=-1)
+
+
 def free_bits_kl(z_mean, z_log_var, free_bits: float):
     """The KL term of the training loss with free bits (Kingma et al. 2016): scalar.
 

@@ -21,6 +21,7 @@ from keras import layers
 
 from .config import Config
 from .layers import Binarize, IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows, UpsampleConv2D
+from .priors import PriorKL, build_prior
 
 # gaussian-learned: a pixel's standard deviation never goes below one grey level of 8-bit data;
 # without a floor the density of the many exactly-0 background pixels grows without bound.
@@ -103,8 +104,9 @@ def build_encoder(config: Config, input_shape, num_classes: int | None = None) -
     h = _hidden_layers(config, _join_label(layers.Flatten(name="flatten")(h), label))
     z_mean = layers.Dense(config.latent_dim, name="z_mean")(h)
     z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(h)
-    z = Sampling(seed=config.seed, free_bits=config.free_bits, kl_loss=config.iw_train == 1,
-                 name="z")([z_mean, z_log_var])
+    standard = config.prior == "standard"  # else priors.PriorKL adds and tracks the KL term
+    z = Sampling(seed=config.seed, free_bits=config.free_bits, kl_loss=config.iw_train == 1 and standard,
+                 track_kl=standard, name="z")([z_mean, z_log_var])
     return keras.Model(_inputs(x_in, label), [z_mean, z_log_var, z], name="encoder")
 
 
@@ -173,7 +175,8 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     (IWSampling -> decoder -> IWAELoss) instead of the ELBO's two terms; a conditional model's
     label is tiled the same way (TileRows) so each draw is decoded with its example's label.
     augment_shift puts a RandomTranslation (integer shifts: nearest-pixel interpolation) in front
-    of the encoder.
+    of the encoder. A learned prior (config.prior mog:K or vamp:K) adds its layers (priors.py)
+    and replaces the closed-form KL with PriorKL's one-sample estimate.
     """
     if config.conditional and not num_classes:
         raise ValueError("a conditional VAE needs num_classes (the labels' range). Received: "
@@ -192,6 +195,9 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
         x = layers.RandomTranslation(*fraction, fill_mode="constant", interpolation="nearest",
                                      seed=config.seed, name="shift")(x)
     z_mean, z_log_var, z = encoder(_inputs(x, label))
+    log_prior = build_prior(config, x_in, encoder)  # None: N(0, I), whose KL Sampling adds in closed form
+    if log_prior is not None:  # the one-sample KL estimate under the learned prior (priors.py)
+        z = PriorKL(name="kl")([z_mean, z_log_var, z, log_prior(z)])
     if config.iw_train > 1:
         z = IWSampling(config.iw_train, seed=config.seed + 1, name="iw_z")([z_mean, z_log_var])
         label_k = None if label is None else TileRows(config.iw_train, name="iw_label")(label)

@@ -219,12 +219,13 @@ def _labelled_rows(images, ncols, row_labels, path, *, title=None, values=None, 
     save_figure(fig, path)
 
 
-def plot_traversal(images, n_dims, n_steps, values, path, *, dims=None, title="Latent traversal") -> None:
+def plot_traversal(images, n_dims, n_steps, values, path, *, dims=None, title="Latent traversal",
+                   xlabel=None) -> None:
     """One row per latent dimension (labelled z[i], i from dims, default 0..n_dims-1); columns are
-    the traversed values."""
+    the traversed values (xlabel says what they are)."""
     dims = range(n_dims) if dims is None else dims
     _labelled_rows(images, n_steps, [f"z[{i}]" for i in dims], path, title=title, values=values,
-                   xlabel="value of the traversed dimension (others held fixed)")
+                   xlabel=xlabel or "value of the traversed dimension (others held fixed)")
 
 
 def plot_labelled_rows(images, ncols, row_labels, path, *, title=None) -> None:

@@ -25,6 +25,8 @@ from .config import Config
 from .data import ConditionalBatches, Dataset, one_hot, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
+from .priors import prior_components
+from .samplers import learned_prior, prior_sampler
 from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
 from .latent import class_grid
 from .signals import SIGNAL_NAMES, StopSignals
@@ -242,17 +244,20 @@ def _finish(config, data, run, models, progress, devices, log, num_classes) -> d
     for note in {n for n in notes if n}:
         log(note)
     history = progress.history_columns()
+    prior = learned_prior(config, models.vae, models.encoder)  # None: N(0, I)
     draw_figures(models.encoder, models.decoder, latent_dim=config.latent_dim, x=data.x_val,
                  y=data.y_val, out_dir=run.path, history=history, seed=config.seed, num_classes=num_classes,
                  class_names=data.info.get("class_names"),
-                 what=CONDITIONAL_TRAINING_FIGURES if num_classes else TRAINING_FIGURES)
+                 what=CONDITIONAL_TRAINING_FIGURES if num_classes else TRAINING_FIGURES,
+                 prior=prior, sampler=None if prior is None else prior_sampler(config, models.vae, models.encoder))
     metrics = _metrics(config, data, history, progress.fit_seconds, devices)
     if progress.resumed_at:
         metrics["resumed_at_epochs"] = progress.resumed_at
     eval_labels = one_hot(data.y_val[:EVAL_EXAMPLES], num_classes) if num_classes else None
     metrics["eval"] = evaluate(models.encoder, models.decoder, data.x_val[:EVAL_EXAMPLES],
                                likelihood=config.likelihood, iw_samples=EVAL_IW_SAMPLES,
-                               seed=config.seed, labels=eval_labels)
+                               seed=config.seed, labels=eval_labels,
+                               prior=None if prior is None else prior_components(config, models.vae, models.encoder))
     metrics["eval"]["split"] = data.val_split
     return metrics
 

@@ -253,3 +253,19 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
         return value
     return parse
 
+
+
+SAMPLER_HELP = ("where z comes from: prior (the run's prior: N(0, I), or the learned mixture of a --prior "
+                "mog/vamp run) or gmm[:K] (a K-component Gaussian mixture, default 10, fitted to the "
+                "training images' z_mean on first use and kept in the run directory as gmm-K.npz)")
+
+
+def sampler_arg(text: str) -> str:
+    """argparse type of --sampler: prior, gmm or gmm:K, checked before anything loads."""
+    from ..samplers import parse_sampler
+
+    try:
+        parse_sampler(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text

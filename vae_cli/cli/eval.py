@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..sample_quality import MAX_SAMPLES, MIN_SAMPLES
-from .common import Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main
+from .common import SAMPLER_HELP, Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main, sampler_arg
 
 EXAMPLES = """\
 examples:
@@ -16,6 +16,7 @@ examples:
   vae-eval outputs/20261123-101500-conv --iw-samples 1000
   vae-eval outputs/20261123-101500-conv --dataset idx:data/mnist-t10k --iw-samples 5000
   vae-eval outputs/20261123-101500-conv --dataset idx:data/mnist-t10k --samples 1000
+  vae-eval outputs/20261123-101500-conv --samples 1000 --sampler gmm
 
 numbers are nats per image on the held-out split: the test split of the dataset, or the same
 seeded validation split the run used. The IW bound (Burda et al. 2015) with K samples is tighter
@@ -52,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also measure sample quality with N samples against N held-out images "
                         "(see below; default: off)")
     parser.add_argument("--temperature", type=float_in(0, 100), default=None, metavar="T",
-                        help="--samples: draw z ~ N(0, T^2 I) (default: 1)")
+                        help="--samples: draw z ~ N(0, T^2 I) (a mixture's components' spread times T; "
+                        "default: 1)")
+    parser.add_argument("--sampler", type=sampler_arg, default=None, metavar="prior|gmm[:K]",
+                        help=f"--samples: {SAMPLER_HELP} (default: prior)")
     parser.add_argument("--label", type=int_in(0, 10**6), default=None, metavar="L",
                         help="--samples, conditional runs: draw class L only and compare with held-out "
                         "images of class L (default: cycle through the classes)")
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag, value in (("--temperature", args.temperature), ("--label", args.label)):
+    for flag, value in (("--temperature", args.temperature), ("--label", args.label), ("--sampler", args.sampler)):
         if value is not None and args.samples is None:
             parser.error(f"{flag} only applies to sample quality; add --samples N")
     return run_main(parser.prog, lambda: eval_command(args))
@@ -101,6 +105,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
     from ..data import binarize, one_hot
     from ..evaluate import evaluate, format_table, report
+    from ..priors import prior_components
     from ..run import load_held_out, load_run, write_json
 
     run = load_run(run_path)
@@ -117,20 +122,27 @@ def eval_command(args: argparse.Namespace) -> int:
     if binarized:
         x = binarize(x, np.random.default_rng(args.seed))
     labels = one_hot(y, run.num_classes) if run.conditional else None
+    prior = None if config.prior == "standard" else prior_components(config, run.vae, run.encoder)
     result = evaluate(run.encoder, run.decoder, x, likelihood=config.likelihood,
                       iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed,
-                      labels=labels, progress=ProgressLine("vae-eval"))
+                      labels=labels, prior=prior, progress=ProgressLine("vae-eval"))
     data = {"spec": args.dataset or config.dataset, "source": held.source, "split": split,
             "n_examples": len(x)}
     rep = report(result, run=str(run_path), data=data, trained_on=trained_on(config, run.data),
                  likelihood=config.likelihood, seed=args.seed, conditional=run.conditional,
-                 binarized=binarized)
+                 binarized=binarized, prior=config.prior)
     if args.samples:
         from ..sample_quality import format_line, sample_quality
+        from ..samplers import make_sampler
 
+        def log(message):
+            print(f"vae-eval: {message}", file=sys.stderr)
+
+        sampler = make_sampler(run, args.sampler or "prior", note=log)
         rep["sample_quality"] = sample_quality(
-            run, args.samples, reference=held, temperature=1.0 if args.temperature is None else args.temperature,
-            seed=args.seed, label=args.label, log=lambda message: print(f"vae-eval: {message}", file=sys.stderr))
+            run, args.samples, reference=held, sampler="prior" if sampler.mixture is None else sampler,
+            temperature=1.0 if args.temperature is None else args.temperature, seed=args.seed, label=args.label,
+            log=log)
     write_json(report_path, rep)
     print(format_table(rep))
     if args.samples:

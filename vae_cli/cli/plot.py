@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import Parser, float_in, int_in, quiet_tensorflow, run_main
+from .common import SAMPLER_HELP, Parser, float_in, int_in, quiet_tensorflow, run_main, sampler_arg
 
 ALL = ("latent", "manifold", "recon", "samples", "interpolation", "traversal", "loss")
 
@@ -16,10 +16,13 @@ examples:
   vae-plot outputs/20261123-101500-conv --what manifold --grid 20 --range 3 --out figs/
   vae-plot outputs/20261123-101500-conv --what latent,traversal --dataset idx:data/mnist-t10k
   vae-plot outputs/20261123-120000-latent16 --what latent --tsne
+  vae-plot outputs/20261123-120000-latent16 --what samples --sampler gmm:20
 
 figures: latent (z_mean scatter; PCA for latent_dim > 2, or t-SNE with --tsne), manifold (decoded
 grid; one per class for a conditional run), recon, samples, interpolation, traversal (one row per
-latent dimension swept over [-3, 3], the others at a held-out image's z_mean), loss.
+latent dimension swept over [-3, 3], the others at a held-out image's z_mean), loss. For a run
+trained with a learned prior (--prior mog/vamp) the samples come from that prior, and the 2-D
+manifold and the traversal span its mean +- R of its standard deviations.
 The held-out split is the one the run validated on (same seed), or the test split of --dataset.
 """
 
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="traversal: the held-out image whose z_mean is the starting point (default: 0)")
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
                         help="seeds the samples and the interpolation pairs (default: 0)")
+    parser.add_argument("--sampler", type=sampler_arg, default=None, metavar="prior|gmm[:K]",
+                        help=f"samples: {SAMPLER_HELP} (default: prior)")
     parser.add_argument("--out", help="folder for the figures (default: RUN/plots/)")
     return parser
 
@@ -59,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.sampler is not None and "samples" not in args.what:
+        parser.error("--sampler only applies to the samples figure; add samples to --what")
     return run_main(parser.prog, lambda: plot_command(args))
 
 
@@ -113,6 +120,7 @@ def plot_command(args: argparse.Namespace) -> int:
     quiet_tensorflow()
     from ..figures import FigureSet, draw, needs_data
     from ..run import load_run
+    from ..samplers import learned_prior, make_sampler
 
     run = load_run(run_path)
     what, history = _with_history(run_path, args.what)
@@ -122,13 +130,19 @@ def plot_command(args: argparse.Namespace) -> int:
                          f"{len(held.x):,} images), got {args.index}")
     ranges = {} if args.value_range is None else {"value_range": args.value_range,
                                                     "traversal_range": args.value_range}
+    prior = learned_prior(config, run.vae, run.encoder)  # None: N(0, I)
+    sampler = None
+    if "samples" in what and (args.sampler or prior is not None):
+        sampler = make_sampler(run, args.sampler or "prior",
+                               note=lambda line: print(f"vae-plot: {line}", file=sys.stderr))
     # the run's class names, unless the labels come from other data (which numbers its own classes)
     own_labels = run.conditional or not args.dataset or same_source(args.dataset, config.dataset)
     figures = FigureSet(run.encoder, run.decoder, config.latent_dim, None if held is None else held.x,
                         None if held is None else held.y,
                         num_classes=run.num_classes if run.conditional else None, history=history,
                         class_names=run.data.get("class_names") if own_labels else None,
-                        grid=args.grid, seed=args.seed, tsne=args.tsne, index=args.index, **ranges)
+                        grid=args.grid, seed=args.seed, tsne=args.tsne, index=args.index, sampler=sampler,
+                        prior=prior, **ranges)
     if held is not None:
         print(f"data: {held.source}; {len(held.x):,} held-out images ({held.split})")
     for path in draw(figures, out, what):

@@ -7,7 +7,7 @@ import argparse
 import math
 import sys
 
-from .common import Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main
+from .common import SAMPLER_HELP, Parser, ProgressLine, float_in, int_in, quiet_tensorflow, run_main, sampler_arg
 
 MAX_SAMPLES = 100_000
 
@@ -15,6 +15,7 @@ EXAMPLES = """\
 examples:
   vae-sample outputs/20261123-101500-conv -n 100 --seed 1 --out digits/
   vae-sample outputs/20261123-101500-conv --temperature 0.7 -n 64
+  vae-sample outputs/20261123-101500-conv --sampler gmm -n 64
   vae-sample outputs/20261123-101500-conv --z "0.5,-1.2;0,0;-2,1"
   vae-sample outputs/20261123-101500-conv --interpolate 0 1 --steps 12
   vae-sample outputs/20261123-103000-cond --label 7 -n 16
@@ -53,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int_in(0, 2**31 - 1), default=0,
                         help="seeds z (and --binarize); the same seed gives the same images (default: 0)")
     parser.add_argument("--temperature", type=float_in(0, 100), default=None,
-                        help="z ~ N(0, T^2 I): below 1 gives cleaner, less varied images (default: 1)")
+                        help="z ~ N(0, T^2 I) (a mixture's components' spread times T): below 1 gives "
+                        "cleaner, less varied images (default: 1)")
+    parser.add_argument("--sampler", type=sampler_arg, default=None, metavar="prior|gmm[:K]",
+                        help=SAMPLER_HELP + " (default: prior)")
     parser.add_argument("--z", type=latent_points, metavar="POINTS",
                         help="decode these latent points instead: 'z1,z2,...' and several separated by ';'")
     parser.add_argument("--interpolate", type=int_in(0, 10**9), nargs=2, metavar=("I", "J"),
@@ -75,7 +79,7 @@ def _check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     if args.z is not None and args.interpolate is not None:
         parser.error("--z and --interpolate are two different requests; give one of them")
     given = args.z is not None or args.interpolate is not None
-    for flag, value in (("-n", args.n), ("--temperature", args.temperature)):
+    for flag, value in (("-n", args.n), ("--temperature", args.temperature), ("--sampler", args.sampler)):
         if given and value is not None:
             parser.error(f"{flag} applies to prior samples, not to --z or --interpolate")
     for flag, value in (("--steps", args.steps), ("--dataset", args.dataset)):
@@ -142,6 +146,7 @@ def sample_command(args: argparse.Namespace) -> int:
     from ..data import binarize
     from ..latent import generate_batches, pixel_rng
     from ..run import load_run
+    from ..samplers import make_sampler
 
     run = load_run(run_path)
     classes = num_classes if config.conditional else None
@@ -153,10 +158,17 @@ def sample_command(args: argparse.Namespace) -> int:
         title = f"Latent interpolation, held-out image {args.interpolate[0]} to {args.interpolate[1]}"
     else:
         total = len(args.z) if args.z else args.n or 64
-        batches = generate_batches(run.decoder, config.latent_dim, n=total, z=args.z, seed=args.seed,
-                                   temperature=1.0 if args.temperature is None else args.temperature,
-                                   num_classes=classes, label=args.label, binary=args.binarize)
-        title = "Decoded latent points" if args.z else f"Samples, seed {args.seed}"
+        temperature = 1.0 if args.temperature is None else args.temperature
+        z, title = args.z, "Decoded latent points" if args.z else f"Samples, seed {args.seed}"
+        if z is None:
+            sampler = make_sampler(run, args.sampler or "prior", note=lambda line: print(f"vae-sample: {line}",
+                                                                                         file=sys.stderr))
+            if sampler.mixture is not None:  # N(0, I) is drawn batch by batch below, as before
+                z = sampler(total, seed=args.seed, temperature=temperature)
+                title = f"Samples from {sampler.description}, seed {args.seed}"
+        batches = generate_batches(run.decoder, config.latent_dim, n=total, z=z, seed=args.seed,
+                                   temperature=temperature, num_classes=classes, label=args.label,
+                                   binary=args.binarize)
     folder = out or new_output_folder(run_path / GENERATED_DIR)
     ncols = total if args.interpolate else (classes if args.label is None and classes else None)
     arrays = write_samples(folder, batches, total, title=title, ncols=ncols,
