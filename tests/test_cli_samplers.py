@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tests.faults import exit_code
-from vae_cli.cli import eval as eval_cli, plot as plot_cli, sample as sample_cli
+from vae_cli.cli import eval as eval_cli
+from vae_cli.cli import plot as plot_cli
+from vae_cli.cli import sample as sample_cli
 from vae_cli.mixture import GaussianMixture, load
 
 
@@ -18,14 +20,16 @@ def run(mlp_run, tmp_path):
 
 
 def test_vae_sample_gmm_fits_once_and_draws_from_the_mixture(run, tmp_path, capsys):
-    assert sample_cli.main([str(run), "--sampler", "gmm:3", "-n", "400", "--seed", "2", "--out", str(tmp_path / "a")]) == 0
+    assert sample_cli.main([str(run), "--sampler", "gmm:3", "-n", "400", "--seed", "2",
+                            "--out", str(tmp_path / "a")]) == 0
     assert "fitting a 3-component Gaussian mixture" in capsys.readouterr().err
-    fitted, protocol = load(run / "gmm-3.npz", dim=2)
+    fitted, _ = load(run / "gmm-3.npz", dim=2)
     z = np.load(tmp_path / "a" / "z.npy")
     np.testing.assert_array_equal(z, fitted.sample(400, np.random.default_rng(2)))
     stamp = (run / "gmm-3.npz").stat().st_mtime_ns
 
-    assert sample_cli.main([str(run), "--sampler", "gmm:3", "-n", "400", "--seed", "2", "--out", str(tmp_path / "b")]) == 0
+    assert sample_cli.main([str(run), "--sampler", "gmm:3", "-n", "400", "--seed", "2",
+                            "--out", str(tmp_path / "b")]) == 0
     assert "fitting" not in capsys.readouterr().err
     assert (run / "gmm-3.npz").stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "samples.npy"), np.load(tmp_path / "a" / "samples.npy"))
@@ -60,8 +64,8 @@ def test_vae_eval_sample_quality_with_gmm(run, tmp_path):
 
 
 @pytest.mark.parametrize("main, args, message", [
-    (sample_cli.main, ["--sampler", "gmm:-1"], "argument --sampler: expected prior or gmm[:K] with K an integer from "
-                                                "1 to 1000, got 'gmm:-1'"),
+    (sample_cli.main, ["--sampler", "gmm:-1"],
+     "argument --sampler: expected prior or gmm[:K] with K an integer from 1 to 1000, got 'gmm:-1'"),
     (sample_cli.main, ["--sampler", "gmm:0"], "got 'gmm:0'"),
     (sample_cli.main, ["--sampler", "gmm", "--z", "0,0"], "--sampler applies to prior samples"),
     (plot_cli.main, ["--sampler", "gmm:1001"], "got 'gmm:1001'"),

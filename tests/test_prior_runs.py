@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from tests.faults import exit_code
-from vae_cli.cli import eval as eval_cli, export as export_cli, plot as plot_cli, sample as sample_cli
+from vae_cli.cli import eval as eval_cli
+from vae_cli.cli import export as export_cli
+from vae_cli.cli import plot as plot_cli
+from vae_cli.cli import sample as sample_cli
 from vae_cli.cli.train import main as train_main
 from vae_cli.data import load_dataset
 from vae_cli.evaluate import evaluate
@@ -98,7 +101,7 @@ def test_samples_come_from_the_learned_prior(vamp_run, tmp_path):
     assert make_sampler(run, "prior").description == "the learned prior vamp:4"
     assert sample_cli.main([str(vamp_run), "-n", "2000", "--seed", "3", "--out", str(tmp_path / "s")]) == 0
     z = np.load(tmp_path / "s" / "z.npy")
-    logits, means, log_vars = prior_components(run.config, run.vae, run.encoder)
+    _, means, log_vars = prior_components(run.config, run.vae, run.encoder)
     prior_mean = means.mean(axis=0)  # equal weights
     prior_var = (np.exp(log_vars) + means**2).mean(axis=0) - prior_mean**2
     np.testing.assert_allclose(z.mean(axis=0), prior_mean, atol=4 * np.sqrt(prior_var.max() / 2000))
@@ -120,7 +123,8 @@ def test_conditional_runs_keep_a_mixture_prior(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--prior", "vamp:0"], "--prior: expected standard, mog:K or vamp:K with K an integer from 1 to 1000, got 'vamp:0'"),
+    (["--prior", "vamp:0"],
+     "--prior: expected standard, mog:K or vamp:K with K an integer from 1 to 1000, got 'vamp:0'"),
     (["--prior", "mog:x"], "got 'mog:x'"),
     (["--prior", "vamp:3", "--conditional"], "cannot train a --conditional model"),
     (["--prior", "vamp:3", "--batch-norm"], "use --prior mog:K or --no-batch-norm"),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from vae_cli import priors
-from vae_cli.losses import log_mixture_diag
 from vae_cli.config import Config, resolve
 from vae_cli.errors import UsageError
+from vae_cli.losses import log_mixture_diag
 
 
 def _normal(z, mean, var):
@@ -41,7 +41,7 @@ def test_mog_prior_log_density_and_components():
     for value, z in zip(got, (0.0, 1.5)):
         hand = math.log(0.25 * _normal(z, -1.0, 0.5) + 0.75 * _normal(z, 2.0, 2.0))
         assert value == pytest.approx(hand, rel=1e-5)
-    logits, means, log_vars = priors.prior_components(config, model, None)
+    _, means, _ = priors.prior_components(config, model, None)
     np.testing.assert_allclose(means, [[-1.0], [2.0]])
     mixture = priors.prior_mixture(config, model, None)
     np.testing.assert_allclose(mixture.weights, [0.25, 0.75], rtol=1e-6)

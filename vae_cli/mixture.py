@@ -218,7 +218,7 @@ def load(path: str | Path, *, dim: int) -> tuple[GaussianMixture, dict]:
             arrays = {name: npz[name] for name in ARRAYS}
     except MixtureFileError:
         raise
-    except Exception as e:  # zipfile, numpy and pickle refusals all mean the same: unusable
+    except Exception as e:  # noqa: BLE001  zipfile, numpy and pickle refusals all mean the same: unusable
         raise MixtureFileError(f"{path}: not a readable array file ({type(e).__name__})") from None
     mixture = _checked(path, dim, **arrays)
     if protocol.get("k") != mixture.k or protocol.get("latent_dim") != dim:

@@ -13,9 +13,9 @@ Parsing (`parse_sampler`) needs neither numpy nor Keras, so bad values fail befo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .config import parse_components
 
