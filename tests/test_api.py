@@ -37,6 +37,15 @@ def test_the_documented_snippets_run_as_written(tmp_path):
     assert len(list((tmp_path / "outputs").iterdir())) == 2
 
 
+def test_the_readme_example_runs_as_written(tmp_path):
+    """README.md's Python example, verbatim, in a fresh process with no run of its own."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8").split("## Python use")[1]
+    (block,) = re.findall(r"^```python\n(.*?)^```", readme.split("\n## ")[0], re.MULTILINE | re.DOTALL)
+    result = _python(block, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(16, 28, 28, 1) (16, 2) (16, 28, 28, 1) (16, 28, 28, 1)" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def cond(cond_run):
     return vae_cli.load(cond_run)
