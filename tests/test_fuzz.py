@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import vae_cli.data
+import vae_cli.train_run
 import vae_cli.train  # noqa: F401  (imports keras now, not inside an example)
 from vae_cli.cli.train import build_parser, main as train_main
 from vae_cli.config import FIELDS, Config
@@ -49,7 +49,7 @@ def run_vae_train(argv: list[str]) -> None:
 
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err), \
             contextlib.redirect_stdout(io.StringIO()):
-        mp.setattr(vae_cli.data, "load_dataset", stop)
+        mp.setattr(vae_cli.train_run, "load_dataset", stop)  # the name train_new_run calls
         try:
             code = train_main(argv)
         except ReachedTraining:
