@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .backend import BACKENDS, PRECISIONS
 from .data.spec import DATASET_HELP
 from .errors import UsageError
 
@@ -207,9 +208,17 @@ class Config:
     optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
     seed: int = _knob(0, "seeds the data split, weights and sampling", bounds=Bounds(0, 2**31 - 1))
     strategy: str = _knob("auto",
-        "tf.distribute strategy: auto (mirrored when more than one GPU is visible), default (one "
-        "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG); "
-        "--batch-size is the global batch", choices=STRATEGIES)
+        "devices to train on: auto (mirrored when more than one GPU is visible), default (one "
+        "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG; TensorFlow "
+        "only); --batch-size is the global batch", choices=STRATEGIES)
+
+    # engine: the same math on another Keras backend (vae_cli/backend.py)
+    backend: str = _knob("auto",
+        "Keras engine: tensorflow, jax, or auto (the one measured faster for the arch and device; "
+        "the run directory records the engine used, and --resume keeps it)", choices=BACKENDS)
+    precision: str = _knob("float32",
+        "float32, or mixed: the network computes in float16 on a GPU (bfloat16 on a CPU) while "
+        "the sampling, KL and loss stay float32", choices=PRECISIONS)
 
     # speed: how the machine runs the same math (vae_cli/speed.py picks the automatic values)
     steps_per_execution: int = _knob(0,
