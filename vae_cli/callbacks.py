@@ -88,10 +88,11 @@ class RunWriter(keras.callbacks.Callback):
     training part of each epoch of this process (without validation). With `patience`, stops
     training that many epochs after the best one (the trainer then restores the best).
 
-    At an epoch's end the model's state is captured (weights.EpochWeights) and the grid decoded; the
-    files are then written by a background thread while the next epoch trains, at most one
-    epoch behind: the next epoch's end, the end of fit and `finish()` wait for them. The trainer
-    calls `finish()` before it reads anything back, also when fit stopped with an error.
+    At an epoch's end the model's state is captured (weights.EpochWeights) and the grid decoded; with
+    `background` the files are then written by a thread while the next epoch trains, at most one
+    epoch behind: the next epoch's end, the end of fit and `finish()` wait for them (the trainer
+    calls `finish()` before it reads anything back, also when fit stopped with an error).
+    Without, they are written before the callbacks after this one see the epoch's end.
 
     An epoch's seconds run from its start to the next epoch's start (or to the end of fit, its
     files written), so they include validation and all end-of-epoch work. That full time is
@@ -99,10 +100,11 @@ class RunWriter(keras.callbacks.Callback):
     time up to its end, and the later checkpoints hold the full time."""
 
     def __init__(self, run: rundir.RunDir, progress: Progress, decoder, sample_inputs: tuple, ncols: int,
-                 patience: int = 0):
+                 patience: int = 0, background: bool = True):
         super().__init__()
         self.run, self.progress, self.decoder = run, progress, decoder
         self.sample_inputs, self.ncols, self.patience = sample_inputs, ncols, patience
+        self.background = background
         self.train_seconds: list[float] = []
         self.t0 = None  # start of the epoch whose full time is still open
         self.weights = None
@@ -160,10 +162,13 @@ class RunWriter(keras.callbacks.Callback):
         captured, rng = self.weights.capture(), rng_states(self.model)
         images = latent.decode(self.decoder, *self.sample_inputs)
         self._wait()  # the previous epoch's files first: never two epochs in flight
-        if self._thread is None:
-            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vae-cli-writer")
-        self._pending = self._thread.submit(self._write, epoch + 1, copy.deepcopy(progress), improved,
-                                            captured, rng, images)
+        if not self.background:
+            self._write(epoch + 1, progress, improved, captured, rng, images)
+        else:
+            if self._thread is None:
+                self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vae-cli-writer")
+            self._pending = self._thread.submit(self._write, epoch + 1, copy.deepcopy(progress), improved,
+                                                captured, rng, images)
         if self.patience and progress.epochs_since_best() >= self.patience:
             self.model.stop_training = True  # early stopping
 
