@@ -31,13 +31,13 @@ DEFAULT_ENGINE = "tensorflow"
 # Whole-epoch samples/s of `vae-train --preset mlp|conv (--arch strided)` per (device, arch) and
 # engine: metrics.json's epoch_samples_per_second, median of 2 interleaved fresh processes each, on
 # the bundled digits at batch 128, measured by `python benchmarks/gpu.py --archs mlp,conv,strided
-# --precisions float32 --rounds 2` (load average 2.4-3.8 from other jobs). Only a (device, arch)
+# --precisions float32 --rounds 2` (load average 1.3-1.4 from other jobs). Only a (device, arch)
 # listed here is chosen by measurement; add a GPU's rows from the same script run on a GPU.
 MEASURED_SOURCE = "benchmarks/gpu.py on a 2-core AVX512 CPU, 2026-11-29"
 MEASURED = {
-    ("cpu", "mlp"): {"jax": 31_410.0, "tensorflow": 18_320.0},
-    ("cpu", "conv"): {"jax": 860.0, "tensorflow": 2_050.0},
-    ("cpu", "strided"): {"jax": 340.0, "tensorflow": 2_380.0},
+    ("cpu", "mlp"): {"jax": 40_210.0, "tensorflow": 25_370.0},
+    ("cpu", "conv"): {"jax": 1_010.0, "tensorflow": 3_640.0},
+    ("cpu", "strided"): {"jax": 520.0, "tensorflow": 4_200.0},
 }
 
 
