@@ -313,3 +313,24 @@ def test_the_engine_benchmark_table_and_the_measured_entries_it_suggests():
     # only float32, and a row per device: JAX without CUDA ran on the CPU of a GPU machine
     assert measured == {("gpu", "mlp"): {"tensorflow": 110.0, "jax": 330.0}, ("gpu", "conv"): {"tensorflow": 50.0},
                         ("cpu", "conv"): {"jax": 10.0}}
+
+
+def test_the_jax_feed_keys_batches_by_seed_and_epoch_and_keeps_every_validation_image():
+    from vae_cli.feed import array_feed, even_batch_size
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    y = np.arange(10) % 3
+    whole = array_feed(x, y, x[:7], y[:7], batch_size=4, seed=3, first_epoch=0, epochs=3, num_classes=3)
+    batches = [b[0] for b in whole.train]
+    assert whole.steps == 2 and len(batches) == 6  # full batches only: 2 of 4 per epoch (one shape)
+    assert all(b["x"].shape == (4, 1, 1, 1) and b["label"].shape == (4, 3) for b in batches)
+    for b in batches:  # each image with its own one-hot label
+        np.testing.assert_array_equal(b["label"].argmax(1), b["x"].ravel().astype(int) % 3)
+    epoch_0 = np.concatenate([b["x"].ravel() for b in batches[:2]])
+    assert len(set(epoch_0)) == 8  # a permutation's first 8: no image twice in an epoch
+    resumed = array_feed(x, y, x[:7], y[:7], batch_size=4, seed=3, first_epoch=2, epochs=3, num_classes=3)
+    for a, b in zip([b[0] for b in resumed.train], batches[4:]):  # epoch 2 alone: the same batches
+        np.testing.assert_array_equal(a["x"], b["x"])
+    validation = whole.validation[0]
+    assert len(validation["x"]) == 7 and whole.validation_batch_size == 4  # every held-out image
+    assert even_batch_size(500, 128) == 125 and even_batch_size(500, 128, replicas=2) == 126
