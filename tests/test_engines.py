@@ -334,3 +334,16 @@ def test_the_jax_feed_keys_batches_by_seed_and_epoch_and_keeps_every_validation_
     validation = whole.validation[0]
     assert len(validation["x"]) == 7 and whole.validation_batch_size == 4  # every held-out image
     assert even_batch_size(500, 128) == 125 and even_batch_size(500, 128, replicas=2) == 126
+
+
+def test_a_run_from_before_engines_reads_and_resumes_as_tensorflow(mlp_run, tmp_path):
+    from vae_cli.resume import plan_resume
+    from vae_cli.run import read_run_config
+
+    run = tmp_path / "old"
+    shutil.copytree(mlp_run, run)
+    meta = json.loads((run / "config.json").read_text())
+    del meta["config"]["backend"], meta["config"]["precision"]  # as vae-cli wrote it before this change
+    (run / "config.json").write_text(json.dumps(meta))
+    assert read_run_config(run)[0].backend == "tensorflow"
+    assert plan_resume(str(run), None, {"epochs": 4}).config.backend == "tensorflow"  # its own engine

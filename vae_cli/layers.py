@@ -3,10 +3,9 @@
 Keras 3 has no functional `Model.add_loss`; a layer's `self.add_loss` inside `call` is the
 supported route, and registering the classes lets saved models load with `safe_mode=True`.
 
-No layer here updates a metric: under the JAX engine a layer's state changes inside `call` are
-lost (Keras runs it statelessly), so the loss layers return their per-example terms and
-models.VAE tracks them. The loss and sampling layers run in float32 whatever the dtype policy,
-so --precision mixed changes the network's matmuls and convolutions, never the ELBO's terms.
+No layer updates a metric (under JAX a layer's state change in `call` is lost): the loss layers
+return their per-example terms for models.VAE to track. The loss and sampling layers run in
+float32 whatever the dtype policy, so --precision mixed never touches the ELBO's terms.
 """
 
 from __future__ import annotations
@@ -116,8 +115,7 @@ class KLDivergence(layers.Layer):
     """The unweighted KL(q(z|x) || N(0, I)) of each example, in nats: the `kl` the VAE reports.
 
     Call arguments:
-        inputs: `[z_mean, z_log_var]`, each `(batch, latent_dim)`; the log-variance is clipped
-            as in `Sampling`. Returns `(batch,)`.
+        inputs: `[z_mean, z_log_var]`, each `(batch, d)`, log-variance clipped as in `Sampling`.
     """
 
     def __init__(self, **kwargs):

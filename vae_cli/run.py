@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .atomic import atomic_path, write_json, write_text  # noqa: F401  (re-exported for callers)
-from .backend import DEFAULT_ENGINE
 from .config import FORMAT_VERSION, FUSED_DECODER_FORMAT, Config, config_from_dict
 from .data import HeldOut, load_eval_split, same_source
 from .data.spec import check_recorded_location, location_of, parse_spec, recorded_location
@@ -244,10 +243,8 @@ def _read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | No
             f"({FORMAT_VERSION}); upgrade vae-cli to read it")
     if version < 1:
         raise UsageError(f"{cfg_path}: format_version {version} is not supported")
-    saved = meta.get("config")
-    if isinstance(saved, dict) and "backend" not in saved:  # written before engines were chosen:
-        saved = {**saved, "backend": DEFAULT_ENGINE}        # such a run trained on TensorFlow
-    config = config_from_dict(saved, where=str(cfg_path))
+    # a run written before engines were chosen has no "backend": it trained on TensorFlow
+    config = config_from_dict(meta.get("config"), where=str(cfg_path), missing={"backend": "tensorflow"})
     shape = meta.get("input_shape")
     if (not isinstance(shape, list) or len(shape) != 3
             or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 4096 for d in shape)):
