@@ -9,6 +9,10 @@ import pytest
 # What the commands set before importing keras (see cli.common.quiet_tensorflow); the in-process
 # tests import keras first, so they set it here.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# In-process tests run on TensorFlow whatever their order (vae-train --backend auto would pick
+# JAX for an mlp in a process that has not imported Keras yet); tests/test_engines.py runs JAX
+# in subprocesses.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 @pytest.fixture

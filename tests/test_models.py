@@ -19,7 +19,7 @@ def test_output_shapes(arch, shape):
     z_mean, z_log_var, z = encoder(x)
     assert z_mean.shape == z_log_var.shape == z.shape == (5, 3)
     assert decoder(z).shape == (5, *shape)
-    x_hat = np.asarray(vae(x))
+    x_hat = np.asarray(vae(x)["x_hat"])
     assert x_hat.shape == (5, *shape)
     assert x_hat.min() >= 0.0 and x_hat.max() <= 1.0
 
@@ -57,7 +57,7 @@ def test_conditional_models_take_the_label_and_use_it(arch):
     assert [t.name for t in encoder.inputs] == ["x", "label"] and [t.name for t in decoder.inputs] == ["z", "label"]
     x = np.random.default_rng(0).random((4, 12, 12, 1), dtype=np.float32)
     labels = np.eye(4, dtype=np.float32)
-    assert vae([x, labels]).shape == (4, 12, 12, 1)
+    assert vae([x, labels])["x_hat"].shape == (4, 12, 12, 1)
     z = np.zeros((4, 2), np.float32)
     x_hat = np.asarray(decoder([z, labels]))  # same z, four labels
     assert x_hat.shape == (4, 12, 12, 1) and np.abs(x_hat[0] - x_hat[1]).max() > 0

@@ -6,6 +6,7 @@ interrupted. Also the --resume checks (resume.py): what may change, and what is 
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,8 @@ from vae_cli.resume import plan_resume
 from vae_cli.run import run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 6
+TEMPORARY = re.compile(r"^\.(history|best|checkpoint|epoch-[0-9]+)-[A-Za-z0-9_]+\.(csv|weights\.h5|png)$")
+EPOCHS = 12  # epochs take ~50 ms here: a signal lands one to three epochs after it is sent
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,9 @@ def blobs_npz(tmp_path_factory) -> Path:
 
 
 def train_args(npz: Path, out: Path, name: str) -> list[str]:
+    # TensorFlow, the engine of the in-process reference (test_engines.py resumes a JAX run)
     return ["--arch", "mlp", "--hidden-dim", "32", "--dataset", f"npz:{npz}", "--epochs", str(EPOCHS),
-            "--batch-size", "50", "--seed", "5", "--out", str(out), "--name", name]
+            "--batch-size", "50", "--seed", "5", "--out", str(out), "--name", name, "--backend", "tensorflow"]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +70,16 @@ def stop_after_next_epoch(args: list[str], run_dir_parent: Path, sig: int, done_
     return proc.returncode, stderr
 
 
-def assert_nothing_half_written(run: Path) -> None:
-    """Every file decodes; no temporary file was left behind."""
+def assert_nothing_half_written(run: Path, killed: bool = False) -> None:
+    """Every file decodes; no temporary file was left behind (after kill -9 only hidden
+    temporaries of files being written, which the resume removes)."""
     leftovers = [p for p in run.rglob(".*")]
+    if killed:
+        leftovers = [p for p in leftovers if not TEMPORARY.match(p.name)]
     assert not leftovers, leftovers
     for path in run.rglob("*"):
+        if TEMPORARY.match(path.name):
+            continue
         if path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".h5":
@@ -109,8 +117,11 @@ def test_run_killed_three_ways_resumes_to_the_uninterrupted_result(blobs_npz, re
         assert finished < progress.epochs_done < EPOCHS, "the run ended before the signal reached it"
         finished = progress.epochs_done
         stops.append(finished)
-        assert_nothing_half_written(run)
-        assert [r["epoch"] for r in history_rows(run)] == [str(e) for e in range(1, finished + 1)]
+        assert_nothing_half_written(run, killed=sig == signal.SIGKILL)
+        rows = [r["epoch"] for r in history_rows(run)]
+        # kill -9 may land between an epoch's history row and its checkpoint (the resume drops the row)
+        assert rows[:finished] == [str(e) for e in range(1, finished + 1)]
+        assert len(rows) - finished in ((0, 1) if sig == signal.SIGKILL else (0,))
         if sig == signal.SIGKILL:
             assert returncode == -signal.SIGKILL  # no handler runs: only the atomic writes protect
         else:
@@ -121,7 +132,7 @@ def test_run_killed_three_ways_resumes_to_the_uninterrupted_result(blobs_npz, re
             metrics = json.loads((run / "metrics.json").read_text())
             assert metrics["status"] == "interrupted" and metrics["epochs_completed"] == finished
         args = ["--resume", str(run)]
-    before = history_rows(run)
+    before = history_rows(run)[:finished]
 
     assert main(["--resume", str(run)]) == 0
     assert f"resuming at epoch {finished + 1} of {EPOCHS}" in capsys.readouterr().out

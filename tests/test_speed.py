@@ -14,7 +14,8 @@ from vae_cli.config import Config
 from vae_cli.errors import UsageError
 from vae_cli.layers import NarrowConv2D, UpsampleConv2D
 from vae_cli.models import build_vae
-from vae_cli.speed import choose
+from vae_cli.backend import Engine
+from vae_cli.speed import choose, speed_line
 
 
 # ---------------------------------------------------------------- settings
@@ -24,7 +25,22 @@ from vae_cli.speed import choose
                                             ("mlp", True, True), ("conv", True, True)])
 def test_automatic_settings_per_device(arch, gpu, jit):
     s = choose(Config(arch=arch), gpu=gpu)
-    assert s.to_dict() == {"device": "gpu" if gpu else "cpu", "steps_per_execution": 32, "jit_compile": jit}
+    assert s.to_dict() == {"device": "gpu" if gpu else "cpu", "backend": "tensorflow", "steps_per_execution": 32,
+                           "jit_compile": jit, "precision": "float32"}
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv", "strided"])
+def test_the_jax_engine_always_compiles_the_step_and_the_speed_line_says_why(arch):
+    s = choose(Config(arch=arch, augment_shift=2), Engine("jax", "auto: measured faster"), gpu=False)
+    assert s.jit_compile is True and s.backend == "jax"  # without XLA Keras runs JAX op by op
+    assert "backend jax (auto: measured faster)" in speed_line(s)
+    assert choose(Config(arch=arch, jit_compile="off"), Engine("jax", "requested"), gpu=False).jit_compile is False
+
+
+@pytest.mark.parametrize("precision, gpu, policy", [("float32", False, "float32"), ("mixed", False, "mixed_bfloat16"),
+                                                    ("mixed", True, "mixed_float16")])
+def test_mixed_precision_is_float16_on_a_gpu_and_bfloat16_on_a_cpu(precision, gpu, policy):
+    assert choose(Config(precision=precision), gpu=gpu).precision == policy
 
 
 @pytest.mark.parametrize("epoch_steps, most, expected", [(36, 32, 18), (469, 32, 7), (4, 32, 4), (37, 32, 1),
@@ -84,7 +100,8 @@ def test_trainer_compiles_with_the_settings_it_records(tmp_path, tiny_npz, monke
     assert (seen["steps_per_execution"], seen["jit_compile"]) == (2, True)
     (run,) = out.iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["speed"] == {"device": "cpu", "steps_per_execution": 2, "jit_compile": True}
+    assert metrics["speed"] == {"device": "cpu", "backend": "tensorflow", "steps_per_execution": 2, "jit_compile": True,
+                                "precision": "float32"}
     assert metrics["train_samples_per_second"] > 0 and metrics["epoch_samples_per_second"] > 0
     assert len(metrics["train_seconds"]) == len(metrics["epoch_seconds"]) == 1
     assert metrics["train_seconds"][0] <= metrics["epoch_seconds"][0]

@@ -1,5 +1,3 @@
-import sys
+from .cli.train import script
 
-from .cli.train import main
-
-sys.exit(main())
+script()

@@ -155,13 +155,23 @@ def _rng_variables(model) -> list:
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
 
 
-def save_checkpoint(path: Path, model, progress: Progress) -> None:
-    """Weights + optimizer + RNG + progress in one atomically replaced file."""
+def rng_states(model) -> list:
+    """The seed-generator states as JSON lists, to be restored by load_checkpoint."""
     import numpy as np
 
-    record = {**dataclasses.asdict(progress), "version": PROGRESS_VERSION,
-              "rng": [np.asarray(v.numpy()).tolist() for v in _rng_variables(model)]}
-    write_weights(path, model, {PROGRESS_ATTR: json.dumps(record, allow_nan=False)}, optimizer=True)
+    return [np.asarray(v.numpy()).tolist() for v in _rng_variables(model)]
+
+
+def progress_attributes(progress: Progress, rng: list) -> dict[str, str]:
+    """The HDF5 root attribute that makes a weights file a checkpoint."""
+    record = {**dataclasses.asdict(progress), "version": PROGRESS_VERSION, "rng": rng}
+    return {PROGRESS_ATTR: json.dumps(record, allow_nan=False)}
+
+
+def save_checkpoint(path: Path, model, progress: Progress) -> None:
+    """Weights + optimizer + RNG + progress in one atomically replaced file (callbacks.RunWriter
+    writes the same file from a capture, while the next epoch trains)."""
+    write_weights(path, model, progress_attributes(progress, rng_states(model)), optimizer=True)
 
 
 def finish_weights(run: rundir.RunDir, model) -> None:

@@ -1,4 +1,4 @@
-"""The one validated, frozen training configuration, and how presets and flags build it.
+"""The one validated, frozen training Config and how presets and flags build it (>400 lines: every knob, once).
 
 Precedence is built-in defaults < preset < flags. Presets are JSON data (parsed, never executed)
 and list only the fields they change. This module imports nothing heavy: `vae-train --help` and
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .backend import BACKENDS, PRECISIONS
 from .data.spec import DATASET_HELP
 from .errors import UsageError
 
@@ -207,9 +208,17 @@ class Config:
     optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
     seed: int = _knob(0, "seeds the data split, weights and sampling", bounds=Bounds(0, 2**31 - 1))
     strategy: str = _knob("auto",
-        "tf.distribute strategy: auto (mirrored when more than one GPU is visible), default (one "
-        "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG); "
-        "--batch-size is the global batch", choices=STRATEGIES)
+        "devices to train on: auto (mirrored when more than one GPU is visible), default (one "
+        "device), mirrored (all local GPUs), multiworker (the cluster in TF_CONFIG; TensorFlow "
+        "only); --batch-size is the global batch", choices=STRATEGIES)
+
+    # engine: the same math on another Keras backend (vae_cli/backend.py)
+    backend: str = _knob("auto",
+        "Keras engine: tensorflow, jax, or auto (the one measured faster for the arch and device; "
+        "the run directory records the engine used, and --resume keeps it)", choices=BACKENDS)
+    precision: str = _knob("float32",
+        "float32, or mixed: the network computes in float16 on a GPU (bfloat16 on a CPU) while "
+        "the sampling, KL and loss stay float32", choices=PRECISIONS)
 
     # speed: how the machine runs the same math (vae_cli/speed.py picks the automatic values)
     steps_per_execution: int = _knob(0,
@@ -384,8 +393,9 @@ def _from_json(key: str, value: Any) -> Any:
     return value
 
 
-def config_from_dict(d: Any, *, where: str) -> Config:
-    """Rebuild a Config saved in a run's config.json (same checks as a preset)."""
+def config_from_dict(d: Any, *, where: str, missing: dict[str, Any] | None = None) -> Config:
+    """Rebuild a Config saved in a run's config.json (same checks as a preset); `missing` gives
+    the values of fields the file leaves out where they are not the defaults."""
     if not isinstance(d, dict):
         raise UsageError(f"{where}: expected a JSON object of settings, got {type(d).__name__}")
     unknown = sorted(set(d) - set(FIELDS))
@@ -393,7 +403,7 @@ def config_from_dict(d: Any, *, where: str) -> Config:
         raise UsageError(
             f"{where}: unknown setting(s) {', '.join(map(repr, unknown))}; "
             "was it written by a newer vae-cli? Upgrade with pip install -U vae-cli")
-    values = {k: _from_json(k, v) for k, v in d.items()}
+    values = {**(missing or {}), **{k: _from_json(k, v) for k, v in d.items()}}
     for key, value in values.items():
         _check_field(FIELDS[key], value, f"{where}: {key}")
     return Config(**values)

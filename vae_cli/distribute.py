@@ -1,12 +1,17 @@
-"""tf.distribute for vae-train: choose the strategy, know this process's role, and train where
+"""Many devices for vae-train: choose the strategy, know this process's role, and train where
 Keras `fit` cannot.
 
 Strategies (`--strategy`):
-  auto         MirroredStrategy when more than one GPU is visible, else default
-  default      one device (TensorFlow places the work on the GPU when there is one)
-  mirrored     MirroredStrategy over all local GPUs; without a GPU, over the logical CPU devices
-               (tests split the CPU with tf.config.set_logical_device_configuration)
-  multiworker  MultiWorkerMirroredStrategy over the cluster described by TF_CONFIG
+  auto         mirrored when more than one GPU is visible, else default
+  default      one device (the engine places the work on the GPU when there is one)
+  mirrored     TensorFlow: MirroredStrategy over all local GPUs; without a GPU, over the logical
+               CPU devices (tests split the CPU with tf.config.set_logical_device_configuration).
+               JAX: keras.distribution.DataParallel over the local devices (tests split the CPU
+               with XLA_FLAGS=--xla_force_host_platform_device_count=2)
+  multiworker  MultiWorkerMirroredStrategy over the cluster described by TF_CONFIG (TensorFlow only)
+
+The trainer treats the strategy as opaque and asks the functions below about it: a
+tf.distribute.Strategy on TensorFlow; on JAX None (one device) or a DataParallel distribution.
 
 --batch-size is the global batch: every step uses batch_size examples, split evenly over the
 replicas, and the gradients are all-reduced so one step equals one step on one device.
@@ -102,8 +107,16 @@ def _role_from(tf_config) -> Role:
     return Role(kind, index, len(jobs["chief"]) + len(jobs["worker"]), bool(jobs["chief"]))
 
 
+def _on_jax() -> bool:
+    from .backend import current
+
+    return current() == "jax"
+
+
 def make_strategy(name: str, log=print):
     """Create the strategy; must come before any other TensorFlow work in the process."""
+    if _on_jax():
+        return _jax_distribution(name, log)
     import tensorflow as tf
 
     if name == "multiworker":
@@ -125,15 +138,69 @@ def make_strategy(name: str, log=print):
     return strategy
 
 
+def _jax_distribution(name: str, log):
+    """--strategy on JAX: None for one device, else a DataParallel over the local devices."""
+    import jax
+    import keras
+
+    if name == "multiworker":
+        raise UsageError(MULTIWORKER_NEEDS_TENSORFLOW)
+    devices = jax.local_devices()
+    if name == "auto":
+        name = "mirrored" if sum(d.platform == "gpu" for d in devices) > 1 else "default"
+    if name == "default":
+        log(f"strategy: default (one device: {devices[0]})")
+        return None
+    log(f"strategy: mirrored over {len(devices)} device(s): {', '.join(map(str, devices))}"
+        + ("" if any(d.platform == "gpu" for d in devices) else " (no GPU visible)"))
+    return keras.distribution.DataParallel(devices=devices)
+
+
+MULTIWORKER_NEEDS_TENSORFLOW = ("--strategy multiworker runs on tf.distribute, which the JAX engine does not "
+                                "have; add --backend tensorflow")
+
+
+def default_strategy():
+    """The one-device strategy: TensorFlow's default strategy, or None on JAX."""
+    if _on_jax():
+        return None
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()
+
+
+def scope(strategy):
+    """The context in which variables are created and fit runs, so they are distributed."""
+    if strategy is None:
+        return contextlib.nullcontext()
+    return strategy.scope()
+
+
 def is_default(strategy) -> bool:
-    """True for the no-op strategy (call outside any strategy scope)."""
+    """True for the one-device strategy (call outside any strategy scope)."""
+    if _on_jax():
+        return strategy is None
     import tensorflow as tf
 
     return strategy is tf.distribute.get_strategy()
 
 
+def replicas(strategy) -> int:
+    """Devices the global batch is split over."""
+    if _on_jax():
+        return 1 if strategy is None else int(strategy.device_mesh.devices.size)
+    return strategy.num_replicas_in_sync
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run directory (on JAX there is only one process)."""
+    return _on_jax() or strategy.extended.should_checkpoint
+
+
 def strategy_name(strategy) -> str:
     """The --strategy value that gives this strategy."""
+    if _on_jax():
+        return "default" if strategy is None else "mirrored"
     import tensorflow as tf
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -142,17 +209,19 @@ def strategy_name(strategy) -> str:
 
 
 def needs_custom_loop(strategy) -> bool:
+    if _on_jax():
+        return False
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def check_batch_size(batch_size: int, strategy, name: str) -> None:
-    replicas = strategy.num_replicas_in_sync
-    if batch_size % replicas:
-        fix = replicas * -(-batch_size // replicas)
-        raise UsageError(f"--batch-size {batch_size} does not split evenly over the {replicas} replicas of "
-                         f"--strategy {name}; it is the global batch, so use a multiple of {replicas}, "
+    replicas_ = replicas(strategy)
+    if batch_size % replicas_:
+        fix = replicas_ * -(-batch_size // replicas_)
+        raise UsageError(f"--batch-size {batch_size} does not split evenly over the {replicas_} replicas of "
+                         f"--strategy {name}; it is the global batch, so use a multiple of {replicas_}, "
                          f"e.g. {fix}")
 
 
@@ -186,6 +255,8 @@ def wait_for_all(strategy) -> None:
     """A barrier across workers (one tiny all-reduce by the strategy): a worker that finished
     first stays until the chief has written the run directory, so the chief never sees it leave
     (TensorFlow logs a departed worker as crashed)."""
+    if not needs_custom_loop(strategy):
+        return
     import tensorflow as tf
 
     def one():
@@ -195,8 +266,7 @@ def wait_for_all(strategy) -> None:
     def barrier():
         return strategy.reduce("SUM", strategy.run(one), axis=None)
 
-    if needs_custom_loop(strategy):
-        barrier()
+    barrier()
 
 
 def weights_digest(model) -> str:
@@ -225,7 +295,7 @@ def _replica_steps(model, strategy, loss_tracker, global_batch: int):
 
     def train_on_replica(x):
         with tf.GradientTape() as tape:
-            model(x, training=True)
+            terms = model(x, training=True)
             loss = tf.add_n(model.losses)  # the add_loss terms: means over this replica's examples
             # Weighted by this replica's share of the global batch, the gradients the optimizer
             # all-reduces (SUM) add up to the gradient of the global-batch mean.
@@ -233,9 +303,11 @@ def _replica_steps(model, strategy, loss_tracker, global_batch: int):
         grads = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
         loss_tracker.update_state(loss, sample_weight=_examples(x))
+        model.update_terms(terms)
 
     def validate_on_replica(x):
-        model(x, training=False)
+        terms = model(x, training=False)
+        model.update_terms(terms)
         n = _examples(x)  # the last batch may leave a replica with no examples
         loss = tf.where(n > 0, tf.add_n(model.losses), 0.0)
         loss_tracker.update_state(loss, sample_weight=n)
@@ -269,7 +341,7 @@ def fit_custom_loop(model, strategy, data, *, batch_size: int, seed: int, epochs
     val = pipeline(lambda b, shard: data.val_batches(b, shard=shard))
     with strategy.scope():  # slot variables made inside the first traced step break MirroredStrategy
         model.optimizer.build(model.trainable_variables)
-    metrics = model.metrics  # "loss" from compile(), then the layers' "recon" and "kl"
+    metrics = model.metrics  # "loss" from compile(), then the model's "recon" and "kl"
     loss_tracker = next(m for m in metrics if m.name == "loss")
     train_step, validation_step = _replica_steps(model, strategy, loss_tracker, batch_size)
     steps = max(1, data.n_train // batch_size)

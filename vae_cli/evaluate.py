@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 from keras import ops
 
+from . import backend
 from .layers import LOG_VAR_RANGE
 from .losses import kl_divergence, log_mixture_diag, log_normal_diag, log_standard_normal, reconstruction_nll
 
@@ -38,7 +39,7 @@ def _logmeanexp(a: np.ndarray, axis: int) -> np.ndarray:
 
 def posterior(encoder, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
     """q(z|x) as (z_mean, z_log_var), the log-variance clipped exactly as the Sampling layer does."""
-    z_mean, z_log_var, _ = encoder(_inputs(x, labels), training=False)
+    z_mean, z_log_var, _ = backend.predict(encoder, _inputs(x, labels), max(len(x), 1))
     return np.asarray(z_mean, np.float32), np.clip(np.asarray(z_log_var, np.float32), *LOG_VAR_RANGE)
 
 
@@ -64,7 +65,9 @@ def elbo_terms(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None,
 def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=None, prior=None):
     """log w = log p(x|z) + log p(z) - log q(z|x) for z = mean + std * eps, eps (k, batch, d).
 
-    Returns (batch, k). Written in keras.ops so it also runs as one compiled graph (`_compiled`).
+    Returns (batch, k). `decoder` is a Keras model or a function of its inputs (the compiled
+    form, `_compiled`, passes the model's weights explicitly). Written in keras.ops so it runs
+    as one compiled graph on either engine.
     """
     k = ops.shape(eps)[0]
     d = ops.shape(z_mean)[-1]
@@ -72,25 +75,51 @@ def iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood: str, labels=N
     z = ops.reshape(z_mean[None] + ops.exp(0.5 * z_log_var)[None] * eps, (-1, d))
     mean, log_var = ops.tile(z_mean, (k, 1)), ops.tile(z_log_var, (k, 1))
     x_rep = ops.tile(x, (k, 1, 1, 1))
-    x_hat = decoder(_inputs(z, None if labels is None else ops.tile(labels, (k, 1))), training=False)
+    inputs = _inputs(z, None if labels is None else ops.tile(labels, (k, 1)))
+    x_hat = decoder(inputs, training=False) if hasattr(decoder, "stateless_call") else decoder(inputs)
     log_w = (-reconstruction_nll(x_rep, x_hat, likelihood) + log_prior(z, prior)
              - log_normal_diag(z, mean, log_var))  # (k * batch,)
     return ops.transpose(ops.reshape(log_w, (k, -1)))
 
 
 def _compiled(decoder, likelihood: str, prior=None):
-    """iw_log_weights as one tf.function, so decoding and the densities run as a single graph
-    instead of op by op; retraced only when a chunk's shape changes. Returns float64 numpy."""
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def log_weights(x, z_mean, z_log_var, eps, *labels):  # labels: () or (one-hot,)
-        return iw_log_weights(decoder, x, z_mean, z_log_var, eps, likelihood, *(labels or (None,)), prior=prior)
+    """iw_log_weights as one compiled function of the engine (backend.compiled: a tf.function,
+    or jax.jit over the decoder's weights), so decoding and the densities run as a single graph
+    instead of op by op; recompiled only when a chunk's shape changes. Returns float64 numpy."""
+    log_weights = backend.compiled(
+        lambda decode, x, z_mean, z_log_var, eps, *labels: iw_log_weights(
+            decode, x, z_mean, z_log_var, eps, likelihood, *(labels or (None,)), prior=prior), decoder)
 
     def call(x, z_mean, z_log_var, eps, labels=None):
         extra = () if labels is None else (labels,)
         return np.asarray(log_weights(x, z_mean, z_log_var, eps, *extra), np.float64)
     return call
+
+
+def _compiled_elbo(decoder, likelihood: str, prior=None):
+    """elbo_terms as one compiled call on JAX (op by op on TensorFlow, which compiles nothing)."""
+    def terms(decode, x, z_mean, z_log_var, eps, *labels):
+        z = z_mean + ops.exp(0.5 * z_log_var) * eps
+        x_hat = decode(_inputs(z, ops.convert_to_tensor(labels[0]) if labels else None))  # tensors, not mixed
+        if prior is None:
+            kl = kl_divergence(z_mean, z_log_var)
+        else:
+            kl = log_normal_diag(z, z_mean, z_log_var) - log_prior(z, prior)
+        return reconstruction_nll(x, x_hat, likelihood), kl
+    run = backend.compiled(terms, decoder, tf_function=False)
+
+    def call(x, z_mean, z_log_var, eps, labels=None):
+        recon, kl = run(x, z_mean, z_log_var, eps, *(() if labels is None else (labels,)))
+        return np.asarray(recon, np.float64), np.asarray(kl, np.float64)
+    return call
+
+
+def _padded(a, rows: int):
+    """a with zero rows appended up to `rows` (None stays None): every batch then has one shape,
+    which the JAX engine compiles once; each example's numbers depend on its own row alone."""
+    if a is None or len(a) == rows:
+        return a
+    return np.concatenate([a, np.zeros((rows - len(a), *a.shape[1:]), a.dtype)])
 
 
 def iw_nll(log_weights, x, z_mean, z_log_var, iw_samples: int, rng, labels=None):
@@ -132,17 +161,22 @@ def evaluate(encoder, decoder, x: np.ndarray, *, likelihood: str, iw_samples: in
     if len(x) == 0:
         raise ValueError("evaluate needs at least one example")
     elbo_rng, iw_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    elbo = _compiled_elbo(decoder, likelihood, prior)
     log_weights = _compiled(decoder, likelihood, prior) if iw_samples else None
     recon, kl, iw, z_means = [], [], [], []
     n = len(x)
+    batch_size = min(batch_size, n)
     for start in range(0, n, batch_size):
         xb = np.asarray(x[start:start + batch_size], np.float32)
         yb = None if labels is None else np.asarray(labels[start:start + batch_size], np.float32)
+        rows = len(xb)
+        xb, yb = _padded(xb, batch_size), _padded(yb, batch_size)  # the last batch too: one shape
         z_mean, z_log_var = posterior(encoder, xb, yb)
-        eps = elbo_rng.standard_normal(z_mean.shape).astype(np.float32)
-        r, k = elbo_terms(decoder, xb, z_mean, z_log_var, eps, likelihood, yb, prior)
-        recon.append(r)
-        kl.append(k)
+        eps = elbo_rng.standard_normal((rows, z_mean.shape[1])).astype(np.float32)
+        r, k = elbo(xb, z_mean, z_log_var, _padded(eps, batch_size), yb)
+        xb, yb, z_mean, z_log_var = (None if a is None else a[:rows] for a in (xb, yb, z_mean, z_log_var))
+        recon.append(r[:rows])
+        kl.append(k[:rows])
         z_means.append(z_mean)
         if iw_samples:
             iw.append(iw_nll(log_weights, xb, z_mean, z_log_var, iw_samples, iw_rng, yb))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import backend
 from .data import binarize, one_hot
 from .errors import UsageError
 
@@ -32,8 +33,9 @@ def _inputs(a: np.ndarray, labels: np.ndarray | None):
 
 def encode_mean(encoder, x: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
     """z_mean of every image, (N, latent_dim)."""
-    z_mean, _, _ = encoder.predict(_inputs(np.asarray(x, np.float32), labels), batch_size=batch_size,
-                                   verbose=0)
+    if len(x) == 0:
+        return np.zeros((0, encoder.output_shape[0][-1]), np.float32)
+    z_mean, _, _ = backend.predict(encoder, _inputs(np.asarray(x, np.float32), labels), batch_size)
     return np.asarray(z_mean, dtype=np.float32)
 
 
@@ -43,10 +45,11 @@ def decode(decoder, z: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) 
     A gaussian-learned decoder also outputs each pixel's log-variance; images are its means.
     """
     z = np.asarray(z, dtype=np.float32)
-    # Direct calls skip predict()'s one-time setup (~0.3 s), which would dominate a 900-point grid.
-    parts = [_means(decoder(_inputs(z[i:i + batch_size], None if labels is None else labels[i:i + batch_size]),
-                            training=False)) for i in range(0, len(z), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, *keras_shape(decoder)[1:]), np.float32)
+    if len(z) == 0:
+        return np.zeros((0, *keras_shape(decoder)[1:]), np.float32)
+    # backend.predict skips predict()'s one-time setup (~0.3 s), which would dominate a 900-point
+    # grid, and compiles once per model on JAX
+    return _means(backend.predict(decoder, _inputs(z, labels), batch_size))
 
 
 def _means(out) -> np.ndarray:

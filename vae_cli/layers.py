@@ -2,6 +2,10 @@
 
 Keras 3 has no functional `Model.add_loss`; a layer's `self.add_loss` inside `call` is the
 supported route, and registering the classes lets saved models load with `safe_mode=True`.
+
+No layer updates a metric (under JAX a layer's state change in `call` is lost): the loss layers
+return their per-example terms for models.VAE to track. The loss and sampling layers run in
+float32 whatever the dtype policy, so --precision mixed never touches the ELBO's terms.
 """
 
 from __future__ import annotations
@@ -64,19 +68,19 @@ class Sampling(layers.Layer):
         free_bits: nats per latent unit below which its batch-averaged KL is not penalised
             (see `losses.free_bits_kl`); 0 is the plain ELBO.
         kl_loss: False when another layer (`IWAELoss`, or `priors.PriorKL` for a learned
-            prior) accounts for the prior and posterior terms; the layer then only samples and
-            tracks the KL.
-        track_kl: False when the KL to N(0, I) is not the model's KL (a learned prior's
-            `PriorKL` tracks its own as `kl`).
+            prior) accounts for the prior and posterior terms; the layer then only samples.
+        track_kl: kept for the saved models of earlier versions; the model's `kl` comes from
+            `KLDivergence` or `priors.PriorKL` (models.VAE tracks it).
 
     Call arguments:
         inputs: `[z_mean, z_log_var]`, each `(batch, latent_dim)`.
 
     The KL weight `beta` is a non-trainable variable so a warm-up callback can change it
-    between epochs without retracing; the unweighted KL is tracked as the metric `kl`.
+    between epochs without retracing (the unweighted KL is `KLDivergence`'s output).
     """
 
     def __init__(self, seed=None, free_bits=0.0, kl_loss=True, track_kl=True, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if free_bits < 0:
             raise ValueError(f"Invalid value received for argument `free_bits`. Expected a number "
@@ -86,7 +90,6 @@ class Sampling(layers.Layer):
         self.kl_loss = bool(kl_loss)
         self.track_kl = bool(track_kl)
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.kl_tracker = keras.metrics.Mean(name="kl") if self.track_kl else None
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
@@ -94,11 +97,8 @@ class Sampling(layers.Layer):
     def call(self, inputs):
         z_mean, z_log_var = inputs
         z_log_var = ops.clip(z_log_var, *LOG_VAR_RANGE)
-        kl = kl_divergence(z_mean, z_log_var)  # (batch,)
         if self.kl_loss:
             self.add_loss(self.beta * free_bits_kl(z_mean, z_log_var, self.free_bits))
-        if self.track_kl:
-            self.kl_tracker.update_state(kl)
         eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
@@ -111,35 +111,54 @@ class Sampling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="vae_cli")
+class KLDivergence(layers.Layer):
+    """The unweighted KL(q(z|x) || N(0, I)) of each example, in nats: the `kl` the VAE reports.
+
+    Call arguments:
+        inputs: `[z_mean, z_log_var]`, each `(batch, d)`, log-variance clipped as in `Sampling`.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        return kl_divergence(z_mean, ops.clip(z_log_var, *LOG_VAR_RANGE))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0][:1]
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
 class ReconstructionLoss(layers.Layer):
     """Passes x_hat through and adds weight * -log p(x | x_hat) (nats per example) to the loss.
 
     Args:
         likelihood: one of `LIKELIHOODS` (see `losses.reconstruction_nll`).
-        weight: multiplier of the term in the training loss; the tracked metric `recon` is
-            unweighted so it stays comparable across runs.
+        weight: multiplier of the term in the training loss; the returned term (the VAE's
+            `recon`) is unweighted so it stays comparable across runs.
 
     Call arguments:
         inputs: `[x, x_hat]`, both `(batch, H, W, C)`; `[x, x_mean, x_log_var]` for
-            "gaussian-learned". Returns x_hat (the mean).
+            "gaussian-learned". Returns `(x_hat, nll)`: the mean and -log p(x | z), `(batch,)`.
     """
 
     def __init__(self, likelihood="bernoulli", weight=1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         _check_likelihood(likelihood)
         self.likelihood = likelihood
         self.weight = float(weight)
-        self.recon_tracker = keras.metrics.Mean(name="recon")
 
     def call(self, inputs):
         x, *decoded = inputs
         nll = reconstruction_nll(x, decoded if len(decoded) > 1 else decoded[0], self.likelihood)
         self.add_loss(self.weight * ops.mean(nll))
-        self.recon_tracker.update_state(nll)  # (batch,)
-        return decoded[0]
+        return decoded[0], nll
 
     def compute_output_shape(self, input_shape):
-        return input_shape[1]
+        return input_shape[1], input_shape[0][:1]
 
     def get_config(self):
         return {**super().get_config(), "likelihood": self.likelihood, "weight": self.weight}
@@ -158,6 +177,11 @@ def _positive_filters(filters):
     return filters
 
 
+def upsample_nearest(x):
+    """(batch, H, W, C) -> (batch, 2H, 2W, C), each pixel repeated 2x2, as UpSampling2D(2)."""
+    return ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2)
+
+
 @keras.saving.register_keras_serializable(package="vae_cli")
 class UpsampleConv2D(layers.Layer):
     """Nearest-neighbour 2x upsampling followed by a 3x3 "same" convolution, computed in one op.
@@ -166,7 +190,8 @@ class UpsampleConv2D(layers.Layer):
     holds sums of the 3x3 taps that read the same source pixel. The weights are the 3x3 kernel
     and bias a `Conv2D(filters, 3, padding="same")` would hold; the 4x larger upsampled tensor
     is never built and the multiply-adds drop to 4/9, which makes the conv decoder's biggest
-    layer ~1.7x faster on CPU (see README, Performance).
+    layer ~1.7x faster on CPU (see README, Performance). On the JAX engine, whose CPU transposed
+    convolution is many times slower, it computes the upsampling and the convolution as they are.
 
     Args:
         filters: output channels.
@@ -196,6 +221,8 @@ class UpsampleConv2D(layers.Layer):
         return ops.einsum("ru,cv,uvio->rcoi", taps, taps, self.kernel)  # (3, 3, C, F) -> (4, 4, F, C)
 
     def call(self, inputs):
+        if keras.backend.backend() == "jax":  # XLA's CPU transposed convolution is many times slower
+            return self.activation(ops.conv(upsample_nearest(inputs), self.kernel, padding="same") + self.bias)
         y = ops.conv_transpose(inputs, self.transposed_kernel(), strides=2, padding="same")
         return self.activation(y + self.bias)
 
@@ -214,8 +241,9 @@ class NarrowConv2D(layers.Layer):
 
     A one-filter convolution equals a depthwise 3x3 convolution followed by a sum over the input
     channels; on CPU that route trains ~2x faster than TensorFlow's Conv2D, whose kernels handle
-    one output channel poorly (the decoder's grayscale output layer). With more filters the
-    plain convolution is faster and is used. The weights are those of the Conv2D it replaces.
+    one output channel poorly (the decoder's grayscale output layer). With more filters, and on
+    the JAX engine (XLA's grouped convolutions are slow), the plain convolution is used. The
+    weights are those of the Conv2D it replaces.
 
     Args:
         filters: output channels.
@@ -236,7 +264,7 @@ class NarrowConv2D(layers.Layer):
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
 
     def call(self, inputs):
-        if self.filters == 1:
+        if self.filters == 1 and keras.backend.backend() != "jax":  # XLA's grouped convolutions are slow
             y = ops.sum(ops.depthwise_conv(inputs, self.kernel, padding="same"), axis=-1, keepdims=True)
         else:
             y = ops.conv(inputs, self.kernel, padding="same")
@@ -264,6 +292,7 @@ class IWSampling(layers.Layer):
     """
 
     def __init__(self, k, seed=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if int(k) < 1:
             raise ValueError(f"Invalid value received for argument `k`. Expected an integer >= 1. "
@@ -331,17 +360,17 @@ class IWAELoss(layers.Layer):
     Call arguments:
         inputs: `[x, z_mean, z_log_var, z, x_hat]` (`x_hat` as `x_mean, x_log_var` for
             "gaussian-learned"), z and x_hat with `k * batch` rows. Returns the first draw's
-            x_hat, `(batch, H, W, C)`. The mean reconstruction term over the k draws is tracked
-            as `recon`, so `recon + kl` stays the ELBO.
+            x_hat, `(batch, H, W, C)`, and each example's reconstruction term averaged over the
+            k draws, `(batch,)` (the VAE's `recon`, so `recon + kl` stays the ELBO).
     """
 
     def __init__(self, k, likelihood="bernoulli", weight=1.0, **kwargs):
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         _check_likelihood(likelihood)
         self.k = int(k)
         self.likelihood = likelihood
         self.weight = float(weight)
-        self.recon_tracker = keras.metrics.Mean(name="recon")
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
@@ -360,11 +389,11 @@ class IWAELoss(layers.Layer):
     def call(self, inputs):
         log_w, log_px = self.log_weights(inputs)
         self.add_loss(-ops.mean(logmeanexp(log_w, axis=0)))
-        self.recon_tracker.update_state(-log_px)
-        return inputs[4][: ops.shape(inputs[0])[0]]
+        batch = ops.shape(inputs[0])[0]
+        return inputs[4][:batch], -ops.mean(ops.reshape(log_px, (self.k, batch)), axis=0)
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        return input_shape[0], input_shape[0][:1]
 
     def get_config(self):
         return {**super().get_config(), "k": self.k, "likelihood": self.likelihood,

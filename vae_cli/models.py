@@ -8,6 +8,9 @@ padding rounds up), the decoder doubles them back and crops the excess, so a 30x
 A conditional VAE (`config.conditional`) also takes the one-hot class label, (batch, K), named
 "label": the encoder joins it to the flattened image features, the decoder to z. Only Concatenate
 is added, so the models stay Lambda-free and load in safe mode.
+
+The same code builds the models on either Keras engine (TensorFlow or JAX). Under a mixed dtype
+policy (--precision mixed) the latent heads, the pixel heads and the loss layers stay float32.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import keras
 from keras import layers
 
 from .config import Config
-from .layers import Binarize, IWAELoss, IWSampling, NarrowConv2D, ReconstructionLoss, Sampling, TileRows, UpsampleConv2D
+from .layers import (Binarize, IWAELoss, IWSampling, KLDivergence, NarrowConv2D, ReconstructionLoss, Sampling,
+                     TileRows, UpsampleConv2D)
 from .priors import PriorKL, build_prior
 
 # gaussian-learned: a pixel's standard deviation never goes below one grey level of 8-bit data;
@@ -28,10 +32,36 @@ from .priors import PriorKL, build_prior
 PIXEL_LOG_VAR_MIN = 2.0 * math.log(1.0 / 255.0)
 
 
+# The layers whose outputs feed the ELBO: float32 under any dtype policy (see the docstring).
+FLOAT32 = "float32"
+
+
+@keras.saving.register_keras_serializable(package="vae_cli")
+class VAE(keras.Model):
+    """The functional VAE whose outputs are {"x_hat", "recon", "kl"}: the reconstruction and
+    each example's two ELBO terms (nats, unweighted). The loss is what its layers add (the
+    weighted terms); `recon` and `kl` are tracked here, in `compute_metrics`, where every Keras
+    engine keeps metric updates (under JAX an update inside a layer's call is lost)."""
+
+    def __init__(self, inputs, outputs, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.recon_tracker = keras.metrics.Mean(name="recon")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+
+    def update_terms(self, y_pred) -> None:
+        """Add a batch's per-example terms to the `recon` and `kl` metrics."""
+        self.recon_tracker.update_state(y_pred["recon"])
+        self.kl_tracker.update_state(y_pred["kl"])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.update_terms(y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+
 class VAEModels(NamedTuple):
     encoder: keras.Model  # x (or [x, label]) -> [z_mean, z_log_var, z]
     decoder: keras.Model  # z (or [z, label]) -> x_hat ([x_mean, x_log_var] for gaussian-learned)
-    vae: keras.Model  # x (or [x, label]) -> x_hat, with the KL and reconstruction terms as losses
+    vae: VAE  # x (or [x, label]) -> {"x_hat", "recon", "kl"}, with the weighted terms as losses
 
 
 def _conv_grid(input_shape, n_stages: int) -> tuple[int, int]:
@@ -102,9 +132,9 @@ def build_encoder(config: Config, input_shape, num_classes: int | None = None) -
     label = _label_input(num_classes)
     h = x_in if config.arch == "mlp" else _encoder_stages(config, x_in)
     h = _hidden_layers(config, _join_label(layers.Flatten(name="flatten")(h), label))
-    z_mean = layers.Dense(config.latent_dim, name="z_mean")(h)
-    z_log_var = layers.Dense(config.latent_dim, name="z_log_var")(h)
-    standard = config.prior == "standard"  # else priors.PriorKL adds and tracks the KL term
+    z_mean = layers.Dense(config.latent_dim, name="z_mean", dtype=FLOAT32)(h)
+    z_log_var = layers.Dense(config.latent_dim, name="z_log_var", dtype=FLOAT32)(h)
+    standard = config.prior == "standard"  # else priors.PriorKL adds the KL term
     z = Sampling(seed=config.seed, free_bits=config.free_bits, kl_loss=config.iw_train == 1 and standard,
                  track_kl=standard, name="z")([z_mean, z_log_var])
     return keras.Model(_inputs(x_in, label), [z_mean, z_log_var, z], name="encoder")
@@ -113,10 +143,10 @@ def build_encoder(config: Config, input_shape, num_classes: int | None = None) -
 def _pixel_head(config: Config, h, input_shape, activation: str, names: tuple[str, str], fused: bool):
     """Per-pixel output (batch, H, W, C) from the last hidden features; names: (mlp dense, output)."""
     if config.arch == "mlp":
-        h = layers.Dense(math.prod(input_shape), activation=activation, name=names[0])(h)
-        return layers.Reshape(tuple(input_shape), name=names[1])(h)
+        h = layers.Dense(math.prod(input_shape), activation=activation, name=names[0], dtype=FLOAT32)(h)
+        return layers.Reshape(tuple(input_shape), name=names[1], dtype=FLOAT32)(h)
     output_conv = NarrowConv2D if fused else functools.partial(layers.Conv2D, kernel_size=3, padding="same")
-    return output_conv(input_shape[-1], activation=activation, name=names[1])(h)  # Conv2D(C, 3, "same")
+    return output_conv(input_shape[-1], activation=activation, name=names[1], dtype=FLOAT32)(h)  # Conv2D(C, 3)
 
 
 def _log_var_head(config: Config, h, input_shape):
@@ -126,12 +156,12 @@ def _log_var_head(config: Config, h, input_shape):
     start = keras.initializers.Constant(-PIXEL_LOG_VAR_MIN)
     if config.arch == "mlp":
         raw = layers.Dense(math.prod(input_shape), activation="softplus", bias_initializer=start,
-                           name="log_var_pixels")(h)
-        raw = layers.Reshape(tuple(input_shape), name="log_var_raw")(raw)
+                           name="log_var_pixels", dtype=FLOAT32)(h)
+        raw = layers.Reshape(tuple(input_shape), name="log_var_raw", dtype=FLOAT32)(raw)
     else:
         raw = layers.Conv2D(input_shape[-1], 3, padding="same", activation="softplus", bias_initializer=start,
-                            name="log_var_raw")(h)
-    return layers.Rescaling(1.0, offset=PIXEL_LOG_VAR_MIN, name="x_log_var")(raw)
+                            name="log_var_raw", dtype=FLOAT32)(h)
+    return layers.Rescaling(1.0, offset=PIXEL_LOG_VAR_MIN, name="x_log_var", dtype=FLOAT32)(raw)
 
 
 def build_decoder(config: Config, input_shape, num_classes: int | None = None, *,
@@ -197,16 +227,18 @@ def build_vae(config: Config, input_shape, num_classes: int | None = None, *,
     z_mean, z_log_var, z = encoder(_inputs(x, label))
     log_prior = build_prior(config, x_in, encoder)  # None: N(0, I), whose KL Sampling adds in closed form
     if log_prior is not None:  # the one-sample KL estimate under the learned prior (priors.py)
-        z = PriorKL(name="kl")([z_mean, z_log_var, z, log_prior(z)])
+        z, kl = PriorKL(name="kl")([z_mean, z_log_var, z, log_prior(z)])
+    else:
+        kl = KLDivergence(name="kl")([z_mean, z_log_var])
     if config.iw_train > 1:
         z = IWSampling(config.iw_train, seed=config.seed + 1, name="iw_z")([z_mean, z_log_var])
         label_k = None if label is None else TileRows(config.iw_train, name="iw_label")(label)
         decoded = keras.tree.flatten(decoder(_inputs(z, label_k)))  # (K * batch, H, W, C) [, log-var]
-        x_hat = IWAELoss(config.iw_train, config.likelihood, config.recon_weight, name="iwae")(
+        x_hat, recon = IWAELoss(config.iw_train, config.likelihood, config.recon_weight, name="iwae")(
             [x, z_mean, z_log_var, z, *decoded])
     else:
         decoded = keras.tree.flatten(decoder(_inputs(z, label)))
-        x_hat = ReconstructionLoss(config.likelihood, config.recon_weight, name="reconstruction")(
+        x_hat, recon = ReconstructionLoss(config.likelihood, config.recon_weight, name="reconstruction")(
             [x, *decoded])
-    vae = keras.Model(_inputs(x_in, label), x_hat, name="vae")
+    vae = VAE(_inputs(x_in, label), {"x_hat": x_hat, "recon": recon, "kl": kl}, name="vae")
     return VAEModels(encoder, decoder, vae)

@@ -143,15 +143,16 @@ class VampDensity(layers.Layer):
 @keras.saving.register_keras_serializable(package="vae_cli")
 class PriorKL(layers.Layer):
     """Adds beta times the batch mean of each example's one-sample KL estimate
-    log q(z|x) - log p(z) under a learned prior to the loss, and tracks the estimate as `kl`.
+    log q(z|x) - log p(z) under a learned prior to the loss, and returns the estimate (the VAE's
+    `kl`, which models.VAE tracks: a layer's own metric update is lost under JAX).
 
     Args:
-        kl_loss: False to only track the estimate (when another layer accounts for the terms).
+        kl_loss: False to only compute the estimate (when another layer accounts for the terms).
 
     Call arguments:
         inputs: `[z_mean, z_log_var, z, log_pz]`: the posterior (batch, d) each, the z drawn from
-            it (batch, d) and log p(z) (batch,). Returns z unchanged: the decoder's input runs
-            through this layer, which keeps it in the model (`estimate` gives the numbers).
+            it (batch, d) and log p(z) (batch,). Returns `(z, kl)`: z unchanged (the decoder's
+            input runs through this layer, which keeps it in the model) and the estimate (batch,).
 
     `beta` is a non-trainable variable, like `Sampling`'s, for the KL warm-up.
     """
@@ -160,7 +161,6 @@ class PriorKL(layers.Layer):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.kl_loss = bool(kl_loss)
-        self.kl_tracker = keras.metrics.Mean(name="kl")
 
     def build(self, input_shape):
         self.beta = self.add_weight(shape=(), initializer="ones", trainable=False, name="beta")
@@ -174,11 +174,10 @@ class PriorKL(layers.Layer):
         kl = self.estimate(*inputs)
         if self.kl_loss:
             self.add_loss(self.beta * ops.mean(kl))
-        self.kl_tracker.update_state(kl)
-        return inputs[2]
+        return inputs[2], kl
 
     def compute_output_shape(self, input_shape):
-        return input_shape[2]
+        return input_shape[2], input_shape[3]
 
     def get_config(self):
         return {**super().get_config(), "kl_loss": self.kl_loss}

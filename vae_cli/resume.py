@@ -59,6 +59,8 @@ def plan_resume(run_path: str, preset: str | None, flags: dict[str, Any]) -> Res
     moved_to = given.pop("dataset", saved.dataset)
     if moved_to != saved.dataset and not _same_kind_of_path(moved_to, saved.dataset):
         given["dataset"] = moved_to  # other data: refused below
+    if given.get("backend") == "auto":  # auto continues on the run's own engine
+        del given["backend"]
     changed = {k: v for k, v in given.items()
                if k not in RESUMABLE_FLAGS and v != getattr(saved, k)}
     if changed:

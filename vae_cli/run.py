@@ -243,7 +243,8 @@ def _read_run_config(path: Path) -> tuple[Config, tuple[int, int, int], int | No
             f"({FORMAT_VERSION}); upgrade vae-cli to read it")
     if version < 1:
         raise UsageError(f"{cfg_path}: format_version {version} is not supported")
-    config = config_from_dict(meta.get("config"), where=str(cfg_path))
+    # a run written before engines were chosen has no "backend": it trained on TensorFlow
+    config = config_from_dict(meta.get("config"), where=str(cfg_path), missing={"backend": "tensorflow"})
     shape = meta.get("input_shape")
     if (not isinstance(shape, list) or len(shape) != 3
             or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 4096 for d in shape)):

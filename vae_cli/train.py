@@ -9,7 +9,9 @@ models -> fit -> weights -> figures -> metrics. train_run.py wraps it into a who
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
+import re
 import sys
 import time
 import warnings
@@ -18,19 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, distribute, run as rundir
-from .callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopAtSafePoint, StopOnNaN
+from . import __version__, backend, distribute, run as rundir
+from .callbacks import KLWarmup, NonFiniteLoss, RunWriter, StopAtSafePoint, StopOnNaN, TensorBoardLog
 from .checkpoint import Progress, finish_weights, load_checkpoint, saved_epochs_text, saved_progress
 from .config import Config
 from .data import ConditionalBatches, Dataset, one_hot, steps_per_epoch
 from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
-from .priors import prior_components
-from .samplers import learned_prior, prior_sampler
+from .feed import Feed, array_feed, array_steps, pipeline_feed
 from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
 from .latent import class_grid
+from .priors import prior_components
+from .samplers import learned_prior, prior_sampler
 from .signals import SIGNAL_NAMES, StopSignals
-from .speed import choose as choose_speed, has_gpu, speed_metrics
+from .speed import choose as choose_speed, speed_line, speed_metrics
 from .weights import load_weights
 
 
@@ -75,33 +78,33 @@ def _make_optimizer(config: Config, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate)
 
 
-def describe_devices() -> list[str]:
-    import tensorflow as tf
-
-    return [f"{d.device_type}:{d.name}" for d in tf.config.list_logical_devices()]
-
-
 def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None,
-          resume_run: bool = False, callbacks=()) -> TrainResult:
+          resume_run: bool = False, callbacks=(), engine: backend.Engine | None = None) -> TrainResult:
     """Train into `run`; with resume_run, continue from its checkpoint (weights, optimizer, RNG,
     history). SIGINT/SIGTERM raise Interrupted after saving; a NaN loss raises TrainingFailed
     after writing the artifacts of the last good epoch.
 
-    `data` is a data.Dataset or folders.FolderDataset; `strategy` a tf.distribute strategy from
+    `data` is a data.Dataset or folders.FolderDataset; `strategy` one from
     distribute.make_strategy (None: one device); `callbacks` extra Keras callbacks, run after the
-    run's own (callbacks.py), so at an epoch's end they see it recorded and checkpointed."""
-    import tensorflow as tf
-
+    run's own (callbacks.py), so at an epoch's end they see it recorded and checkpointed.
+    `engine`: the Keras engine chosen before Keras was imported (train_run does), with why;
+    None: config.backend, which must be the engine Keras runs on."""
     from .data import BinarizedValidation
 
-    strategy = strategy or tf.distribute.get_strategy()
+    engine = engine or backend.choose(config.backend, config.arch, gpu=False)
+    backend.activate(engine)  # refuses a config whose engine is not the imported one
+    config = dataclasses.replace(config, backend=engine.name)  # what config.json records
+    if strategy is None:
+        strategy = distribute.default_strategy()
     if config.binarize:  # training images are binarised in the model, every step (layers.Binarize)
         data = BinarizedValidation(data, config.seed)
     with StopSignals() as stops:
         try:
-            return _train(config, data, run, log, resume_run, stops, strategy, list(callbacks))
-        except (Interrupted, OSError, MemoryError, _resource_exhausted()) as e:
-            raise _stopped_early(e, config, run) from None
+            return _train(config, data, run, log, resume_run, stops, strategy, list(callbacks), engine)
+        except Exception as e:
+            if isinstance(e, (Interrupted, OSError)) or backend.is_out_of_memory(e):
+                raise _stopped_early(e, config, run) from None
+            raise
 
 
 def _stopped_early(e: BaseException, config: Config, run: rundir.RunDir) -> Exception:
@@ -122,45 +125,61 @@ def _stopped_early(e: BaseException, config: Config, run: rundir.RunDir) -> Exce
     return error
 
 
-def _train(config, data, run, log, resume_run, stops, strategy, callbacks) -> TrainResult:
+def _train(config, data, run, log, resume_run, stops, strategy, callbacks, engine) -> TrainResult:
     import keras
 
     from .models import build_vae
 
     check_data(config, data)
     num_classes = data.num_classes if config.conditional else None
-    keras.utils.set_random_seed(config.seed)
-    devices = describe_devices()
+    # numpy batches on JAX, else the dataset's tf.data pipelines (feed.py)
+    arrays = data.train_arrays() if engine.name == "jax" else None
+    # nothing in a JAX run on arrays needs TensorFlow; Keras keeps the answer for saving models too
+    with backend.tensorflow_hidden(arrays is not None):
+        keras.utils.set_random_seed(config.seed)
+    devices = backend.devices()
     log(f"devices: {', '.join(devices)}")
-    # in-memory arrays are one pipeline over all epochs, cut into epochs by step count
-    epoch_steps = data.epoch_steps(config.batch_size)
-    settings = choose_speed(config, gpu=has_gpu(), distributed=not distribute.is_default(strategy),
-                            epoch_steps=epoch_steps)
-    log(f"speed: {', '.join(f'{k} {v}' for k, v in settings.to_dict().items())}")
-    with strategy.scope():  # variables, optimizer slots and metrics become distributed
+    replicas = distribute.replicas(strategy)
+    gpu = backend.has_gpu()
+    settings = choose_speed(config, engine, gpu=gpu, distributed=not distribute.is_default(strategy),
+                            epoch_steps=_epoch_steps(config, data, arrays))
+    log(f"speed: {speed_line(settings)}")
+    policy = backend.dtype_policy(config.precision, gpu)
+    keras.config.set_dtype_policy(policy)  # the models built next compute in it
+    with distribute.scope(strategy):  # variables, optimizer slots and metrics become distributed
         models = build_vae(config, data.input_shape, num_classes)
         models.vae.compile(optimizer=_make_optimizer(config, steps_per_epoch(data.n_train, config.batch_size)),
                            steps_per_execution=settings.steps_per_execution, jit_compile=settings.jit_compile)
         progress = _start(config, data, run, models, resume_run, log)
+    # extra callbacks see each epoch's files written (train's promise); alone, they are written while the next trains
+    writer = RunWriter(run, progress, models.decoder, *_fixed_inputs(config, num_classes), patience=config.patience,
+                       background=not callbacks)
+    own = [KLWarmup(models.vae, config.beta, config.kl_warmup_epochs), StopOnNaN(), writer,
+           TensorBoardLog(run / rundir.TENSORBOARD_DIR), StopAtSafePoint(stops)]
     feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
-    writer = RunWriter(run, progress, models.decoder, *_fixed_inputs(config, num_classes), patience=config.patience)
-    tensorboard = keras.callbacks.TensorBoard(str(run / rundir.TENSORBOARD_DIR), write_graph=False,
-                                              profile_batch=0)
-    own = [KLWarmup(models.vae, config.beta, config.kl_warmup_epochs), StopOnNaN(), writer, tensorboard,
-           StopAtSafePoint(stops)]
     cpu_start = time.process_time()
-    failure = _fit(config, feed, run, models, progress, stops, strategy, [*own, *callbacks])
+    try:
+        failure = _fit(config, feed, arrays, run, models, progress, stops, strategy, writer, [*own, *callbacks])
+    except BaseException:
+        writer.finish(quiet=True)  # the last epoch's files are on disk before anything reads them
+        raise
+    writer.finish()
     cpu_seconds = time.process_time() - cpu_start
-    if not distribute.is_default(strategy):
+    keras.config.set_dtype_policy("float32")
+    if not distribute.is_default(strategy) or policy != "float32":
+        # plain float32 one-device copies save, draw and evaluate: what every reader rebuilds
         models = distribute.single_device_copy(
             models, lambda: build_vae(config, data.input_shape, num_classes), strategy, log=log)
-        if not strategy.extended.should_checkpoint:  # not the chief: it saves, draws and evaluates
+        if not distribute.is_chief(strategy):  # not the chief: it saves, draws and evaluates
             return TrainResult(progress.history_columns(), {}, None)
     metrics = _finish(config, data, run, models, progress, devices, log, num_classes)
-    metrics.update(speed_metrics(data.n_train, progress.epoch_seconds, writer.train_seconds, settings))
+    trained = data.n_train if arrays is None else array_steps(data.n_train, config.batch_size) * config.batch_size
+    metrics.update(speed_metrics(min(trained, data.n_train), progress.epoch_seconds, writer.train_seconds, settings))
     # this process's training on all threads: unlike wall time, not inflated by other jobs
     metrics["cpu_seconds"] = round(cpu_seconds, 3)
-    metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": strategy.num_replicas_in_sync}
+    metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": replicas}
+    metrics["backend"] = {"name": engine.name, "reason": engine.reason}
+    metrics["precision"] = {"name": config.precision, "dtype_policy": policy}
     metrics["status"] = "failed" if failure else "completed"
     if failure:
         metrics["failure"] = failure
@@ -180,6 +199,7 @@ def _start(config, data, run, models, resume_run, log) -> Progress:
     rundir.save_config(run, config, data.input_shape, data.num_classes,
                        {"requested": config.dataset, **data.info})
     if resume_run:
+        _remove_temporaries(run)
         progress.resumed_at.append(progress.epochs_done)
         # rows of an epoch whose checkpoint was never written are dropped
         rundir.write_text(run / rundir.HISTORY_FILE, progress.history_csv())
@@ -187,7 +207,38 @@ def _start(config, data, run, models, resume_run, log) -> Progress:
     return progress
 
 
-def _fit(config, data, run, models, progress, stops, strategy, callbacks) -> str | None:
+def _epoch_steps(config, data, arrays) -> int | None:
+    """Batches per epoch when all epochs are one pipeline cut by step count (arrays in memory);
+    None when each epoch is its own pass (folders)."""
+    if arrays is not None:
+        return array_steps(len(arrays[0]), min(config.batch_size, len(arrays[0])))
+    return data.epoch_steps(config.batch_size)
+
+
+def _feed(config, data, arrays, strategy, first_epoch: int) -> Feed:
+    """numpy batches of `arrays` (the JAX engine), else the dataset's pipelines (feed.py)."""
+    options = {"batch_size": config.batch_size, "seed": config.seed, "first_epoch": first_epoch,
+               "epochs": config.epochs}
+    if arrays is None:
+        return pipeline_feed(data, **options)
+    return array_feed(*arrays, data.x_val, data.y_val, **options, replicas=distribute.replicas(strategy),
+                      num_classes=data.num_classes if config.conditional else None)
+
+
+# atomic.atomic_path's temporary names: "." + the file's stem + "-" + 8 random characters + suffixes
+_TEMPORARY = re.compile(r"^\.[A-Za-z0-9_.-]+-[a-z0-9_]{8}(\.[A-Za-z0-9]+)+$")
+
+
+def _remove_temporaries(run) -> None:
+    """Delete the temporary files a killed run left while it wrote (kill -9 lets nothing clean
+    up); the run is locked, so no other process is writing them."""
+    for folder in (run.path, run / rundir.SAMPLES_DIR):
+        for path in folder.glob(".*") if folder.is_dir() else ():
+            if path.is_file() and _TEMPORARY.match(path.name):
+                path.unlink(missing_ok=True)
+
+
+def _fit(config, data, arrays, run, models, progress, stops, strategy, writer, callbacks) -> str | None:
     """Train the remaining epochs; on a NaN/Inf loss, return why after restoring the last good
     epoch (or raise TrainingFailed when there is none)."""
     if progress.epochs_done >= config.epochs:
@@ -197,39 +248,39 @@ def _fit(config, data, run, models, progress, stops, strategy, callbacks) -> str
     custom_loop = distribute.needs_custom_loop(strategy)
     try:
         with contextlib.nullcontext() if custom_loop else stops.deferred():
-            _run_epochs(models.vae, config, data, strategy, callbacks, progress.epochs_done)
+            _run_epochs(models.vae, config, data, arrays, strategy, callbacks, progress.epochs_done)
         stops.check()  # a stop requested during the last epoch's validation
         if config.patience and (run / rundir.BEST_WEIGHTS_FILE).exists():
-            with strategy.scope():  # keep the best epoch, not the last
+            with distribute.scope(strategy):  # keep the best epoch, not the last
                 load_weights(models.vae, run / rundir.BEST_WEIGHTS_FILE)  # weights only: optimizer kept
     except NonFiniteLoss as e:
+        writer.finish(quiet=True)  # the last good epoch's checkpoint, written in the background
         failure = (f"training stopped: {e.where}; the learning rate ({config.learning_rate:g}) is "
                    f"probably too high for this model, try --learning-rate {config.learning_rate / 10:g}")
         if not progress.epochs_done:
             _write_status(run, "failed", progress, config, failure)
             raise TrainingFailed(f"{failure}; no epoch had finished, so no weights were kept") from None
-        with strategy.scope():
+        with distribute.scope(strategy):
             load_checkpoint(run / rundir.CHECKPOINT_FILE, models.vae)  # the last good epoch
         return failure
     return None
 
 
-def _run_epochs(vae, config: Config, data, strategy, callbacks, first_epoch: int) -> None:
+def _run_epochs(vae, config: Config, data, arrays, strategy, callbacks, first_epoch: int) -> None:
     """Keras fit from `first_epoch`, or where fit cannot run (multiworker) the strategy's loop."""
     verbose = 1 if sys.stdout.isatty() else 2
     if distribute.needs_custom_loop(strategy):
         distribute.fit_custom_loop(vae, strategy, data, batch_size=config.batch_size, seed=config.seed,
                                    epochs=config.epochs, callbacks=callbacks, verbose=verbose)
         return
-    batches, steps = data.epoch_batches(config.batch_size, seed=config.seed, first_epoch=first_epoch,
-                                        epochs=config.epochs)
-    with warnings.catch_warnings():
+    feed = _feed(config, data, arrays, strategy, first_epoch)
+    with warnings.catch_warnings(), distribute.scope(strategy):
         # Streamed folders drop undecodable files, so their length is unknown until the first
         # epoch ends; Keras warns about that end as if data were missing.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        vae.fit(batches, validation_data=data.val_batches(config.batch_size), epochs=config.epochs,
-                initial_epoch=first_epoch, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks,
-                shuffle=False)  # the batches are shuffled, seeded
+        vae.fit(feed.train, validation_data=feed.validation, validation_batch_size=feed.validation_batch_size,
+                epochs=config.epochs, initial_epoch=first_epoch, steps_per_epoch=feed.steps, verbose=verbose,
+                callbacks=callbacks, shuffle=False)  # the batches are shuffled, seeded
 
 
 def _finish(config, data, run, models, progress, devices, log, num_classes) -> dict:
@@ -262,12 +313,6 @@ def _finish(config, data, run, models, progress, devices, log, num_classes) -> d
     return metrics
 
 
-def _resource_exhausted() -> type:
-    import tensorflow as tf
-
-    return tf.errors.ResourceExhaustedError
-
-
 def _write_status(run, status: str, progress, config, message: str) -> None:
     """metrics.json for a run that stopped early; best effort, the disk may be what failed."""
     with contextlib.suppress(OSError):
@@ -278,9 +323,6 @@ def _write_status(run, status: str, progress, config, message: str) -> None:
 
 
 def _metrics(config, data, history, wall, devices) -> dict:
-    import keras
-    import tensorflow as tf
-
     final = {k: v[-1] for k, v in history.items()}
     return {
         "epochs": len(history.get("loss", [])),
@@ -289,6 +331,6 @@ def _metrics(config, data, history, wall, devices) -> dict:
         "wall_seconds": round(wall, 3),
         "devices": devices,
         "dataset": {"requested": config.dataset, **data.info},
-        "versions": {"vae_cli": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
+        "versions": {"vae_cli": __version__, **backend.versions(), "numpy": np.__version__,
+                     "python": platform.python_version()},
     }

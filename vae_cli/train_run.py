@@ -3,20 +3,25 @@ quality script all call.
 
 Everything that can be refused is checked before the slow work: the dataset spec, the output
 folder and the cluster role without TensorFlow; the batch split and the data itself before a
-run directory exists. The run directory is locked while it is trained (run.run_lock), and under
---strategy multiworker every worker waits for the others before it returns.
+run directory exists. The Keras engine is chosen (backend.py) and set before Keras is imported.
+The run directory is locked while it is trained (run.run_lock), and under --strategy
+multiworker every worker waits for the others before it returns.
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import backend
 from .config import Config
 from .data import check_dataset_spec, load_dataset
-from .distribute import check_batch_size, make_strategy, read_role, run_directory, wait_for_all
+from .distribute import (MULTIWORKER_NEEDS_TENSORFLOW, check_batch_size, make_strategy, read_role, run_directory,
+                         wait_for_all)
+from .errors import UsageError
 from .resume import ResumePlan, check_same_data, plan_resume
-from .run import METRICS_FILE, check_output_root, run_lock, write_json
+from .run import METRICS_FILE, check_output_root, read_run_config, run_lock, write_json
 from .signals import StopSignals
 
 if TYPE_CHECKING:
@@ -57,6 +62,29 @@ def _run_directory(config, role, plan, log):
         yield run
 
 
+def choose_engine(config: Config) -> backend.Engine:
+    """The engine `config` trains on, set for the Keras import that follows; multiworker needs
+    tf.distribute, so auto picks TensorFlow for it and an explicit jax is refused."""
+    if config.strategy == "multiworker":
+        if config.backend == "jax":
+            raise UsageError(MULTIWORKER_NEEDS_TENSORFLOW)
+        engine = (backend.Engine("tensorflow", "auto: --strategy multiworker runs on tf.distribute")
+                  if config.backend == "auto" else backend.choose(config.backend, config.arch, gpu=False))
+    else:
+        engine = backend.choose(config.backend, config.arch, gpu=backend.gpu_visible())
+    backend.activate(engine)
+    return engine
+
+
+def set_engine(config: Config | None = None, resume: str | None = None) -> backend.Engine:
+    """Choose and set the engine of a new run's `config`, or of the run directory `resume`
+    (its own), before anything imports Keras: vae-train calls this first, so that its start-up
+    (cli.common.quiet_tensorflow) imports Keras on the engine the run trains on."""
+    if resume is not None:
+        config = read_run_config(Path(resume).expanduser())[0]
+    return choose_engine(config)
+
+
 def _train(config: Config | None, plan: ResumePlan | None, log, callbacks) -> TrainResult:
     config = plan.config if plan else config
     spec = plan.data_spec if plan else config.dataset  # a resumed run's data: where it is now
@@ -64,8 +92,9 @@ def _train(config: Config | None, plan: ResumePlan | None, log, callbacks) -> Tr
     role = read_role(config.strategy)
     if role.is_chief and not plan:
         check_output_root(config.out)
+    engine = choose_engine(config)
 
-    from .train import check_data, train  # keras and TensorFlow: only after the checks above
+    from .train import check_data, train  # keras (and TensorFlow): only after the checks above
 
     strategy = make_strategy(config.strategy, log=log)  # first: MultiWorkerMirroredStrategy precedes other TF work
     check_batch_size(config.batch_size, strategy, config.strategy)
@@ -82,7 +111,7 @@ def _train(config: Config | None, plan: ResumePlan | None, log, callbacks) -> Tr
         if role.is_chief:
             log(f"run directory: {run.path}")
         result = train(config, data, run, log=log, strategy=strategy, resume_run=plan is not None,
-                       callbacks=callbacks)
+                       callbacks=callbacks, engine=engine)
         if result.metrics:  # the chief: say so when the model learned (almost) nothing
             warning = learned_little(config, data.n_train, result.metrics)
             result.metrics.pop("warnings", None)  # a resumed run's earlier verdict is replaced

@@ -11,6 +11,17 @@ are equal, and the finished checkpoint then points at vae.weights.h5 instead of 
 Files written once, at the end of a run, store their arrays byte-shuffled and gzip-compressed
 (HDF5's standard, lossless filters, which every HDF5 reader decodes; about 14% smaller for
 trained float32 weights); the files rewritten every epoch are not, to keep epochs fast.
+
+The per-epoch files are made from a capture of the model's variables (`EpochWeights`), so they
+can be written while the next epoch trains: Keras's save_weights reads the live model and walks
+it in Python on every call (~50 ms for the mlp preset on 2 CPU cores, a third of an epoch).
+`EpochWeights` asks Keras once for each file (weights only; with the optimizer state) with every
+variable set to its own marker value (1, 2, 3, ...), reads back where each variable's data lies
+(HDF5 stores each uncompressed array contiguously at a byte offset) and restores the variables;
+a file is then that one with the captured arrays copied in at their offsets, which loads like
+Keras's own. The first files made this way are read back and compared with the arrays; where
+anything does not hold (another HDF5 layout, a variable without a place), every file is Keras's
+own, made when the arrays are captured.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from .atomic import atomic_path, write_bytes
 
@@ -163,3 +175,111 @@ def load_weights(model, path: Path, *, optimizer_from: Path | None = None) -> No
         _copy(optimizer, dst, keep=lambda name: name == OPTIMIZER_GROUP, compress=False)
     merged.seek(0)
     model.load_weights(merged)
+
+
+def with_attributes(data: bytes, attrs: dict[str, str]) -> bytes:
+    """The HDF5 file `data` with these root attributes added."""
+    import h5py
+
+    buffer = io.BytesIO(data)
+    with h5py.File(buffer, "r+") as f:
+        f.attrs.update(attrs)
+    return buffer.getvalue()
+
+
+class _Place(NamedTuple):
+    offset: int  # byte offset of the dataset's data in the file
+    index: int  # which captured array goes there
+    dtype: object  # numpy dtype as stored
+    nbytes: int
+
+
+class Captured(NamedTuple):
+    """A model's state at one moment: its arrays, or, without a learned layout, the two files."""
+
+    arrays: list | None
+    files: dict[bool, bytes] | None  # {optimizer included: bytes}
+
+
+def _datasets(data: bytes) -> list:
+    """(byte offset, dtype, values) of every dataset of an HDF5 file."""
+    import h5py
+
+    found = []
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(lambda name, obj: found.append((obj.id.get_offset(), obj.dtype, obj[()]))
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+class EpochWeights:
+    """The weights files of one compiled model (weights only, and with its optimizer state) made
+    from captures of its variables; see the module docstring."""
+
+    def __init__(self, model):
+        self.model = model
+        optimizer = getattr(model, "optimizer", None)
+        seen, self.variables = set(), []
+        for v in list(model.variables) + (list(optimizer.variables) if optimizer is not None else []):
+            if id(v) not in seen:  # an optimizer may list a model variable again
+                seen.add(id(v))
+                self.variables.append(v)
+        self._layouts: dict[bool, tuple[bytearray, list[_Place]]] | None = None
+        self._learned = False
+
+    def capture(self) -> Captured:
+        """The model's state now, in the calling thread (the one that trains)."""
+        import numpy as np
+
+        if not self._learned:
+            self._learned = True
+            self._learn()
+        if self._layouts is None:
+            return Captured(None, {opt: weights_bytes(self.model, optimizer=opt) for opt in (False, True)})
+        return Captured([np.array(v.numpy()) for v in self.variables], None)
+
+    def file_bytes(self, captured: Captured, *, optimizer: bool) -> bytes:
+        """A capture's .weights.h5 file, with or without the optimizer state; safe in any thread."""
+        import numpy as np
+
+        if captured.files is not None:
+            return captured.files[optimizer]
+        template, places = self._layouts[optimizer]
+        data = bytearray(template)
+        for place in places:
+            array = np.ascontiguousarray(captured.arrays[place.index], dtype=place.dtype)
+            data[place.offset:place.offset + place.nbytes] = array.tobytes()
+        return bytes(data)
+
+    def _learn(self) -> None:
+        import numpy as np
+
+        keep = [np.array(v.numpy()) for v in self.variables]
+        try:
+            for i, v in enumerate(self.variables):
+                v.assign(np.full(v.shape, i + 1, dtype=v.dtype))
+            marked = {opt: weights_bytes(self.model, optimizer=opt) for opt in (False, True)}
+        finally:
+            for v, value in zip(self.variables, keep):
+                v.assign(value)
+        layouts = {}
+        for opt, data in marked.items():
+            places = []
+            for offset, dtype, values in _datasets(data):
+                values = np.asarray(values)
+                if values.size == 0:
+                    continue
+                index = int(values.flat[0]) - 1
+                if (offset is None or not 0 <= index < len(self.variables) or not np.all(values == index + 1)
+                        or values.shape != tuple(self.variables[index].shape)):
+                    return  # not a layout this class understands: Keras writes every file
+                places.append(_Place(int(offset), index, np.dtype(dtype), values.nbytes))
+            layouts[opt] = (bytearray(data), places)
+        self._layouts = layouts
+        for opt, (_, places) in layouts.items():
+            expected = {p.offset: keep[p.index] for p in places}
+            if not all(np.asarray(values).size == 0
+                       or (offset in expected and np.array_equal(values, expected[offset]))
+                       for offset, _, values in _datasets(self.file_bytes(Captured(keep, None), optimizer=opt))):
+                self._layouts = None
+                return

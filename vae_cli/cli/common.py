@@ -103,8 +103,8 @@ def quiet_tensorflow() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if "tensorflow" in sys.modules:
-        return
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND") == "jax":
+        return  # on the JAX engine nothing imports TensorFlow at start-up
     with startup_noise_dropped():
         import keras  # noqa: F401
         import tensorflow as tf

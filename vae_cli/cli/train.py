@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import logging
+import os
 import sys
 
 from ..config import Config, resolve, preset_names
@@ -62,13 +65,30 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(parser.prog, lambda: train_command(args))
 
 
+def script() -> None:
+    """The vae-train command: main(), then leave without the interpreter's teardown.
+
+    Everything the run promises is on disk when main returns (files are written atomically and
+    closed). Unloading the modules Keras pulls in (JAX or TensorFlow, SciPy, pandas,
+    scikit-learn, matplotlib) took 1.5-2.4 s of the exit on 2 CPU cores; the process ends after
+    flushing its output and logs instead."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe has nothing left to flush
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def train_command(args: dict) -> int:
     preset = args.pop("preset", None)
     resume_dir = args.pop("resume", None)
     # before importing numpy (resume, data, run): bad flags fail in ~0.1 s
     config = resolve(preset, args) if resume_dir is None else None
+    from ..train_run import resume_run, set_engine, train_new_run
+
+    set_engine(config, resume_dir)  # before Keras is imported: it loads on one engine only
     quiet_tensorflow()
-    from ..train_run import resume_run, train_new_run
 
     result = train_new_run(config) if resume_dir is None else resume_run(resume_dir, preset, args)
     if result.run_path is None:  # a worker other than the chief: it said so
@@ -82,4 +102,4 @@ def train_command(args: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    script()

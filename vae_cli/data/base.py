@@ -52,6 +52,10 @@ class TrainingData(Protocol):
         epochs by this step count (so the progress bar counts real steps, and a compiled call of
         several steps must end on an epoch's last batch)."""
 
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(x_train, y_train) when the training images are held in memory, else None: the JAX
+        engine batches arrays with numpy instead of tf.data (feed.py)."""
+
     def train_batches(self, batch_size: int, *, seed: int, shard=None, repeat: bool = False,
                       labels: bool = False):
         """Shuffled tf.data batches; see pipeline.stream_batches for shard and repeat."""
@@ -104,6 +108,9 @@ class Dataset:
     def epoch_steps(self, batch_size: int) -> int:
         """Always known: epoch_batches is one pipeline over all epochs, cut by step count."""
         return steps_per_epoch(self.n_train, batch_size)
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.x_train, self.y_train
 
     def train_batches(self, batch_size: int, *, seed: int, shard=None, repeat: bool = False,
                       labels: bool = False):

@@ -125,6 +125,10 @@ class FolderDataset:
         (so the progress bar counts real steps)."""
         return steps_per_epoch(self.n_train, batch_size)
 
+    def train_arrays(self) -> None:
+        """Streamed from disk: never in memory as one array."""
+        return None
+
     def epoch_batches(self, batch_size: int, *, seed: int, first_epoch: int, epochs: int,
                       labels: bool = False):
         """Passes over the files, each reshuffled by tf.data, repeated without end and cut into

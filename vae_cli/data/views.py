@@ -60,6 +60,9 @@ class DataView:
     def epoch_steps(self, batch_size: int) -> int:
         return self.data.epoch_steps(batch_size)
 
+    def train_arrays(self):
+        return self.data.train_arrays()
+
     def train_batches(self, batch_size: int, **options):
         return self.data.train_batches(batch_size, **options)
 
