@@ -144,7 +144,7 @@ def compare_trainer(label, preset, overrides, data, epochs, tmp) -> dict:
 
 def train_quietly(config, data):
     from vae_cli.run import RunDir
-    from vae_cli.train import train
+    from vae_cli.trainer import train
 
     run = RunDir.create(config.out, config.run_name)
     with contextlib.redirect_stdout(io.StringIO()):

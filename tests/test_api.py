@@ -175,7 +175,7 @@ def test_import_stays_light_and_names_resolve_lazily(tmp_path):
 
 
 def test_vae_cli_train_still_trains_once_the_trainer_module_is_imported(tmp_path):
-    """vae_cli/train.py (the trainer) has the function's name; importing it must not hide the function."""
+    """Importing the trainer module (vae_cli.trainer) must not hide the function vae_cli.train."""
     np.savez(tmp_path / "unlabelled.npz", x_train=np.zeros((8, 4, 4), np.uint8))
     code = ("import vae_cli\n"
             "for attempt in (1, 2):\n"
@@ -183,7 +183,7 @@ def test_vae_cli_train_still_trains_once_the_trainer_module_is_imported(tmp_path
             "        vae_cli.train(dataset='npz:unlabelled.npz', conditional=True, epochs=1, out='runs')\n"
             "    except vae_cli.UsageError as e:\n"  # refused after the trainer module was imported
             "        print(attempt, e)\n"
-            "import vae_cli.train as trainer\n"
+            "import vae_cli.trainer as trainer\n"
             "print(callable(trainer.check_data))")
     result = _python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

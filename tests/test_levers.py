@@ -16,7 +16,7 @@ from vae_cli.evaluate import evaluate
 from vae_cli.layers import Binarize, IWAELoss, IWSampling, KLDivergence, ReconstructionLoss, Sampling, TileRows
 from vae_cli.losses import free_bits_kl, kl_divergence, reconstruction_nll
 from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
-from vae_cli.train import _make_optimizer
+from vae_cli.trainer import _make_optimizer
 
 # ------------------------------------------------------------------------------ KL warm-up
 

@@ -1,4 +1,4 @@
-"""The Keras callbacks every training run uses; train.py puts them in this order:
+"""The Keras callbacks every training run uses; trainer.py puts them in this order:
 
 KLWarmup         the KL weight of each epoch (kl_weight), logged while it rises
 StopOnNaN        ends training at once on a NaN/Inf loss, saying where (NonFiniteLoss)
@@ -6,7 +6,7 @@ RunWriter        per epoch: history.csv, best.weights.h5, a sample grid and, las
 TensorBoardLog   per epoch: the logged numbers as TensorBoard scalars (events.py)
 StopAtSafePoint  acts on a SIGINT/SIGTERM that signals.StopSignals recorded during fit
 
-Each takes what it needs in its constructor; extra callbacks (train.train's `callbacks`) run
+Each takes what it needs in its constructor; extra callbacks (trainer.train's `callbacks`) run
 after these. Importing this module imports Keras: only the trainer does, after the fast checks.
 """
 

@@ -25,7 +25,7 @@ from .run import METRICS_FILE, check_output_root, read_run_config, run_lock, wri
 from .signals import StopSignals
 
 if TYPE_CHECKING:
-    from .train import TrainResult
+    from .trainer import TrainResult
 
 # A run below these learned (almost) nothing, and says so (learned_little).
 MIN_STEPS = 300  # optimizer steps; see learned_little
@@ -94,7 +94,7 @@ def _train(config: Config | None, plan: ResumePlan | None, log, callbacks) -> Tr
         check_output_root(config.out)
     engine = choose_engine(config)
 
-    from .train import check_data, train  # keras (and TensorFlow): only after the checks above
+    from .trainer import check_data, train  # keras (and TensorFlow): only after the checks above
 
     strategy = make_strategy(config.strategy, log=log)  # first: MultiWorkerMirroredStrategy precedes other TF work
     check_batch_size(config.batch_size, strategy, config.strategy)
