@@ -104,8 +104,10 @@ def run_measured(cmd: list[str], *, env: dict | None = None, cwd=None, check: bo
 
 def child_env(**extra: str) -> dict:
     """The environment of a measured child: this checkout first on the import path (not whatever
-    vae_cli is installed), TensorFlow's start-up chatter off, plus extra."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **extra)
+    vae_cli is installed), TensorFlow's start-up chatter off, plus extra. A KERAS_BACKEND of the
+    parent's environment is dropped: each side runs on its own default engine unless extra names one."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return env
 

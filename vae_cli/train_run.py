@@ -137,7 +137,7 @@ def learned_little(config: Config, n_train: int, metrics: dict) -> str | None:
     """
     evaluation = metrics.get("eval") or {}
     epochs = metrics.get("epochs") or 0
-    batches = -(-n_train // config.batch_size)
+    batches = metrics.get("steps_per_epoch") or -(-n_train // config.batch_size)
     steps, active, kl = epochs * batches, evaluation.get("active_units"), evaluation.get("kl")
     collapsed = []
     if active == 0:

@@ -141,8 +141,9 @@ def _train(config, data, run, log, resume_run, stops, strategy, callbacks, engin
     log(f"devices: {', '.join(devices)}")
     replicas = distribute.replicas(strategy)
     gpu = backend.has_gpu()
+    epoch_steps = _epoch_steps(config, data, arrays)
     settings = choose_speed(config, engine, gpu=gpu, distributed=not distribute.is_default(strategy),
-                            epoch_steps=_epoch_steps(config, data, arrays))
+                            epoch_steps=epoch_steps)
     log(f"speed: {speed_line(settings)}")
     policy = backend.dtype_policy(config.precision, gpu)
     keras.config.set_dtype_policy(policy)  # the models built next compute in it
@@ -177,6 +178,7 @@ def _train(config, data, run, log, resume_run, stops, strategy, callbacks, engin
     metrics.update(speed_metrics(min(trained, data.n_train), progress.epoch_seconds, writer.train_seconds, settings))
     # this process's training on all threads: unlike wall time, not inflated by other jobs
     metrics["cpu_seconds"] = round(cpu_seconds, 3)
+    metrics["steps_per_epoch"] = epoch_steps  # optimizer steps; None: a folder's pass, uncounted
     metrics["strategy"] = {"name": distribute.strategy_name(strategy), "replicas": replicas}
     metrics["backend"] = {"name": engine.name, "reason": engine.reason}
     metrics["precision"] = {"name": config.precision, "dtype_policy": policy}
