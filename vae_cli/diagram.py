@@ -96,15 +96,31 @@ def _tensor_sources(value, found: list[str]) -> list[str]:
     return found
 
 
-def model_graph(model) -> tuple[list[Layer], list[tuple[int, int]]]:
-    """(layers, edges (from index, to index)) of a functional or sequential model; a model of
-    any other kind is one box. Nested models stay one box each, as in Keras's diagrams."""
-    layers = list(getattr(model, "layers", []))
+def _graph_config(model) -> dict:
+    """The model's config, holding its layer graph when it has one. A functional model built by a
+    subclass (models.VAE) reports only its own constructor arguments, so its graph is read from a
+    plain functional model over the same inputs and outputs (sharing the layers, copying nothing)."""
     try:
         config = model.get_config() or {}
     except Exception:  # a subclassed model need not be serialisable
         config = {}
-    specs = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return {}
+    if not isinstance(config.get("layers"), list) and getattr(model, "inputs", None) and getattr(model, "outputs", None):
+        import keras  # the model exists, so Keras is already imported
+
+        try:
+            config = keras.Model(model.inputs, model.outputs, name=model.name).get_config()
+        except Exception:  # not a graph of layers after all: one box
+            pass
+    return config
+
+
+def model_graph(model) -> tuple[list[Layer], list[tuple[int, int]]]:
+    """(layers, edges (from index, to index)) of a functional or sequential model; a model of
+    any other kind is one box. Nested models stay one box each, as in Keras's diagrams."""
+    layers = list(getattr(model, "layers", []))
+    specs = _graph_config(model).get("layers")
     if not layers or not isinstance(specs, list):
         return [Layer(model.name, type(model).__name__, _shape_text(model), "layer")], []
     index = {layer.name: i for i, layer in enumerate(layers)}
