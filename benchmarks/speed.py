@@ -92,6 +92,7 @@ def run_benchmark(args) -> dict:
             _progress(f"{preset}: {res[preset]['train_samples_per_second']:,.0f} samples/s "
                       f"({res[preset]['backend']})")
         res["manifold"] = manifold_race(res["conv"].pop("run_path"), tmp, 30 if args.quick else 100)
+        _progress(f"manifold: {res['manifold']['speedup']:.0f}x the per-point loop")
         res["mlp"].pop("run_path")
     peaks.append(matmul_peak_gflops())  # the best of two, so one busy moment does not set the peak
     res["matmul_peak_gflops_measured"], res["matmul_peak_gflops"] = peaks, max(peaks)
@@ -102,8 +103,11 @@ def run_benchmark(args) -> dict:
     return res
 
 
+_STARTED = time.perf_counter()
+
+
 def _progress(message: str) -> None:
-    print(f"[speed] {message}", file=sys.stderr, flush=True)
+    print(f"[speed {time.perf_counter() - _STARTED:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 def train_preset(preset: str, epochs: int, out: Path) -> dict:
