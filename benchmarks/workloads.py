@@ -1,10 +1,8 @@
-"""What benchmarks/speed.py compares the trainer against, and how it counts work.
-
-The baselines are what a user has today: the keras.io-style VAE (benchmarks/tutorial.py's layers
-and GradientTape `train_step`, numpy arrays into `fit`, default `compile`) and the
-pytorch/examples-style MLP VAE trained in eager mode, each built from the same Config as the
-project's model, so the architecture is identical; only the machinery differs. TensorFlow loads
-here, torch only when asked for.
+"""What benchmarks/levers.py and benchmarks/speed.py share, all inside one process and one
+framework: epoch timing, the project's architecture written the tutorial way (a decoder variant of
+the lever study, and the check that FLOP counting does not depend on the layers), FLOP counting,
+and the machine's matmul peak. Comparisons with other programs are benchmarks/fair.py's, each side
+its own process (its baselines are benchmarks/baselines.py). TensorFlow loads here.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
 from benchmarks import tutorial  # noqa: E402
@@ -26,7 +23,7 @@ from vae_cli.layers import NarrowConv2D, UpsampleConv2D  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each training epoch (fit's own loop, no validation in the baselines)."""
+    """Wall time of each training epoch of `fit` (the lever variants run no validation)."""
 
     def __init__(self):
         super().__init__()
@@ -53,52 +50,6 @@ def tutorial_vae(config: Config, input_shape) -> TutorialVAE:
     encoder, decoder = tutorial.tutorial_models(config.arch, config.hidden_dim, config.latent_dim,
                                                 config.conv_filters, tuple(input_shape))
     return tutorial.tutorial_vae(encoder, decoder)
-
-
-# ---------------------------------------------------------------- PyTorch eager MLP VAE
-
-
-def torch_mlp_epochs(config: Config, x: np.ndarray, epochs: int, seed: int = 0) -> list[float]:
-    """pytorch/examples' MLP VAE (784-400-20 there) trained eagerly: the same loss as vae-cli
-    (BCE summed over pixels + KL, averaged over the batch), Adam(lr), same batch size.
-    Returns the wall time of each epoch."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
-    torch.manual_seed(seed)
-    d = int(np.prod(x.shape[1:]))
-    fc1, fc21, fc22 = nn.Linear(d, config.hidden_dim), nn.Linear(config.hidden_dim, config.latent_dim), \
-        nn.Linear(config.hidden_dim, config.latent_dim)
-    fc3, fc4 = nn.Linear(config.latent_dim, config.hidden_dim), nn.Linear(config.hidden_dim, d)
-    params = [p for m in (fc1, fc21, fc22, fc3, fc4) for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=config.learning_rate)
-    data = torch.from_numpy(np.ascontiguousarray(x.reshape(len(x), d)))
-    seconds = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        for idx in torch.randperm(len(data)).split(config.batch_size):
-            xb = data[idx]
-            h = F.relu(fc1(xb))
-            mu, logvar = fc21(h), fc22(h)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-            x_hat = torch.sigmoid(fc4(F.relu(fc3(z))))
-            bce = F.binary_cross_entropy(x_hat, xb, reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            loss = (bce + kld) / len(xb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        seconds.append(time.perf_counter() - t0)
-    return seconds
-
-
-def torch_version() -> str | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch.__version__
 
 
 # ---------------------------------------------------------------- counting work

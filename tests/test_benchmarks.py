@@ -1,5 +1,6 @@
 """The benchmarks' own tests (benchmarks/ is not part of the package): how a child process is
-measured, the speed benchmark's work counting and report. No timings are asserted."""
+measured, the speed benchmark's work counting and report, the fair benchmark's harness and
+baselines. No timings are asserted."""
 
 import importlib.util
 import subprocess
@@ -103,36 +104,57 @@ def test_speed_help_is_instant_and_names_its_modes():
     assert out.strip().endswith("TF False")
 
 
-def _fake_results(conv_ratio: float) -> dict:
-    """A results dict with the shape run_benchmark returns, quick mode, torch skipped."""
+def _fake_results(manifold_speedup: float, arg_error_seconds: float, load: float = 0.5) -> dict:
+    """A results dict with the shape run_benchmark returns, quick mode."""
     from benchmarks.speed import check_targets, flop_fractions
 
-    def trainer(ours, tutorial):
-        return {"ours_train": ours, "ours_epoch": ours * 0.8, "tutorial": tutorial, "ratio": ours / tutorial,
-                "train_flops_per_sample": 1_000_000, "torch": {"skipped": "torch is not installed"}}
+    def preset(train_rate, backend):
+        return {"train_samples_per_second": train_rate, "epoch_samples_per_second": train_rate * 0.8,
+                "train_flops_per_sample": 1_000_000, "backend": backend}
 
-    res = {"machine": {"cpu": "test CPU", "cores": 2, "gpu": False, "load_average_start": [0.5, 0, 0],
-                       "load_average_end": [0.7, 0, 0], "python": "3.11", "torch": None},
-           "data": "4,500 digits", "epochs": 4, "quick": True, "matmul_peak_gflops": 100.0,
-           "mlp": trainer(30_000, 10_000), "conv": trainer(1000 * conv_ratio, 1000), "mlp400": trainer(20_000, 10_000),
-           "manifold": {"ours_seconds": 0.5, "per_point_loop_seconds": 100.0, "per_point_calls_timed": 30,
-                        "speedup": 200.0},
-           "startup": {"help": 0.2, "arg_error_argparse": 0.2, "arg_error_config": 0.1}}
+    res = {"machine": {"cpu_description": "test CPU, 2 cores", "cores": 2, "gpu": False,
+                       "load_average_start": [load, 0, 0], "load_average_end": [0.7, 0, 0], "python": "3.11",
+                       "versions": {"keras": "3.15.0", "torch": None}},
+           "data": "4,500 digits (bundled), batch 128", "epochs": 4, "quick": True, "matmul_peak_gflops": 100.0,
+           "mlp": preset(30_000, "jax"), "conv": preset(1_200, "tensorflow"),
+           "manifold": {"ours_seconds": 0.5, "per_point_loop_seconds": 0.5 * manifold_speedup,
+                        "per_point_calls_timed": 30, "speedup": manifold_speedup},
+           "startup": {"arg_error_argparse": 0.1, "arg_error_config": arg_error_seconds}}
     res["flops"], res["targets"] = flop_fractions(res), check_targets(res)
     return res
+
+
+def _rows(text: str) -> dict:
+    return {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
 
 
 def test_speed_markdown_report_marks_each_target_and_says_what_ran():
     from benchmarks.speed_table import markdown_report
 
-    text = markdown_report(_fake_results(conv_ratio=1.2), "python benchmarks/speed.py --quick")
+    text = markdown_report(_fake_results(manifold_speedup=200.0, arg_error_seconds=0.6),
+                           "python benchmarks/speed.py --quick")
     assert text.startswith("**Quick run**") and "`python benchmarks/speed.py --quick`" in text
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert rows["`mlp` preset (784-512-2) training, samples/s"].endswith("| 3.00x | >= 2.5x | yes |")
-    assert rows["`conv` preset training, samples/s (same architecture)"].endswith("| 1.20x | >= 1.3x | **no** |")
-    assert "skipped: torch is not installed" in rows["MLP 784-400-20 vs PyTorch eager"]
+    assert "(Python 3.11, keras 3.15.0)" in text  # versions installed, none for a missing package
+    rows = _rows(text)
+    assert rows["30x30 manifold (decode + figure)"].endswith("| 200x | >= 150x | yes |")
+    assert rows["`vae-train` argument error (argparse / Config)"].startswith("| `vae-train` argument error "
+                                                                             "(argparse / Config) | 0.10 / 0.60 s |")
+    assert rows["`vae-train` argument error (argparse / Config)"].endswith("| <= 0.5 s | **no** |")
+    # samples/s x 1 MFLOP of a 100 GFLOP/s peak
+    assert rows["`mlp`"] == "| `mlp` | jax | 1.0 | 30,000 | 24,000 | 30.0 | 30% |"
+    assert rows["`conv`"] == "| `conv` | tensorflow | 1.0 | 1,200 | 960 | 1.2 | 1% |"
     assert "WARNING" not in text  # a quiet machine
-    assert "| conv | vae-cli | 1.0 | 1,200 | 1.2 | 1% |" in text  # 1,200 samples/s x 1 MFLOP of a 100 GFLOP/s peak
+    assert not any("Keras" in row or "PyTorch" in row for row in rows.values())  # no other program is timed here
+
+
+def test_speed_table_warns_when_the_machine_was_busy():
+    from benchmarks.speed_table import format_table
+
+    text = format_table(_fake_results(manifold_speedup=120.0, arg_error_seconds=0.2, load=3.5))
+    assert "WARNING: load average 3.5 on 2 cores" in text
+    rows = _rows(text)
+    assert rows["30x30 manifold (decode + figure)"].endswith("| 120x | >= 150x | **no** |")
+    assert rows["`vae-train` argument error (argparse / Config)"].endswith("| <= 0.5 s | yes |")
 
 
 @pytest.mark.parametrize("flag", ["--json", "--markdown"])
