@@ -5,8 +5,8 @@ It is the keras.io convolutional VAE recipe at the architecture of vae-cli's `co
 tutorial way (numpy arrays into fit, custom train_step), followed by the tutorial's two figures:
 the latent scatter and the 30x30 manifold decoded one point per `predict` call. It deliberately
 uses nothing from vae-cli. Its layers, written as `tutorial_models` for any MLP or conv size, and its
-VAE class are also the baselines of benchmarks/fair.py (each in its own process) and of
-benchmarks/workloads.py (in-process).
+VAE class are also the baselines of benchmarks/fair.py (each in its own process) and the
+tutorial decoder variant of the lever study (benchmarks/levers.py).
 
     python benchmarks/tutorial.py DATA.npz OUT_DIR EPOCHS [GRID]
 

@@ -98,7 +98,7 @@ def _samples_per_second(n: int, seconds: list[float]) -> float | None:
 
 def speed_metrics(n: int, epoch_seconds: list[float], train_seconds: list[float],
                   settings: SpeedSettings) -> dict:
-    """metrics.json's speed: the training batches alone (what benchmarks/speed.py compares), whole epochs
+    """metrics.json's speed: the training batches alone (what benchmarks/speed.py reports), whole epochs
     with validation and callbacks, and the settings that produced them."""
     return {"train_samples_per_second": _samples_per_second(n, train_seconds or epoch_seconds),
             "epoch_samples_per_second": _samples_per_second(n, epoch_seconds),
