@@ -85,9 +85,10 @@ class RunWriter(keras.callbacks.Callback):
     """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid (`ncols` images a row)
     and, last, the resume checkpoint, so a checkpoint never runs ahead of the other files. The
     grid decodes `sample_inputs`: the decoder's inputs, or a function giving them for the models
-    as they are at the epoch's end (a learned prior moves as it trains). Records each epoch in `progress`, and in `train_seconds` the
-    training part of each epoch of this process (without validation). With `patience`, stops
-    training that many epochs after the best one (the trainer then restores the best).
+    as they are at the epoch's end (a learned prior moves as it trains). Records each epoch in
+    `progress`, and in `train_seconds` the training part of each epoch of this process (without
+    validation). With `patience`, stops training that many epochs after the best one (the trainer
+    then restores the best).
 
     At an epoch's end the model's state is captured (weights.EpochWeights) and the grid decoded; with
     `background` the files are then written by a thread while the next epoch trains, at most one

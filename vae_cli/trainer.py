@@ -164,8 +164,8 @@ def _train(config, data, run, log, resume_run, stops, strategy, callbacks, engin
                            steps_per_execution=settings.steps_per_execution, jit_compile=settings.jit_compile)
         progress = _start(config, data, run, models, resume_run, log)
     # extra callbacks see each epoch's files written (train's promise); alone, they are written while the next trains
-    writer = RunWriter(run, progress, models.decoder, *_grid_inputs(config, models, num_classes), patience=config.patience,
-                       background=not callbacks)
+    writer = RunWriter(run, progress, models.decoder, *_grid_inputs(config, models, num_classes),
+                       patience=config.patience, background=not callbacks)
     own = [KLWarmup(models.vae, config.beta, config.kl_warmup_epochs), StopOnNaN(), writer,
            TensorBoardLog(run / rundir.TENSORBOARD_DIR), StopAtSafePoint(stops)]
     feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
