@@ -1,6 +1,6 @@
 """Runs trained with a learned prior (--prior mog:K, vamp:K): they train, save, reload to the same
-numbers, resume bit for bit, evaluate with their prior, draw from it and export; bad values and
-impossible combinations exit 2 with one line."""
+numbers, resume bit for bit, evaluate with their prior, draw from it (the per-epoch sample grid
+too) and export; bad values and impossible combinations exit 2 with one line."""
 
 import json
 import shutil
@@ -8,6 +8,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.faults import exit_code
 from vae_cli.cli import eval as eval_cli
@@ -17,6 +18,8 @@ from vae_cli.cli import sample as sample_cli
 from vae_cli.cli.train import main as train_main
 from vae_cli.data import load_dataset
 from vae_cli.evaluate import evaluate
+from vae_cli.latent import decode
+from vae_cli.plots import tile_images
 from vae_cli.priors import prior_components
 from vae_cli.run import load_held_out, load_run
 from vae_cli.samplers import make_sampler
@@ -87,12 +90,14 @@ def test_the_evaluation_uses_the_prior_and_matches_the_closed_form_for_n01(mog_r
     assert learned["recon"] == closed["recon"] and learned["kl"] != pytest.approx(closed["kl"], abs=1e-3)
 
 
-def test_mog_run_resumes_bit_for_bit(tmp_path):
-    straight = _train(tmp_path / "straight", "--prior", "mog:3", "--epochs", "3")
-    cut = _train(tmp_path / "cut", "--prior", "mog:3", "--epochs", "2")
+@pytest.mark.parametrize("prior", ["mog:3", "vamp:3"])
+def test_learned_prior_run_resumes_bit_for_bit(tmp_path, prior):
+    """Also with the prior read at every epoch's end for the sample grid."""
+    straight = _train(tmp_path / "straight", "--prior", prior, "--epochs", "3")
+    cut = _train(tmp_path / "cut", "--prior", prior, "--epochs", "2")
     assert train_main(["--resume", str(cut), "--epochs", "3"]) == 0
     ref, got = _arrays(straight / "vae.weights.h5"), _arrays(cut / "vae.weights.h5")
-    assert ref.keys() == got.keys() and any("prior" in k for k in ref)
+    assert ref.keys() == got.keys() and any("prior" in k or "pseudo_inputs" in k for k in ref)
     assert all(np.array_equal(ref[k], got[k]) for k in ref)
 
 
@@ -120,6 +125,55 @@ def test_conditional_runs_keep_a_mixture_prior(tmp_path):
     run = _train(tmp_path, "--prior", "mog:2", "--conditional", "--epochs", "1")
     assert sample_cli.main([str(run), "-n", "10", "--label", "3", "--out", str(tmp_path / "s")]) == 0
     assert np.load(tmp_path / "s" / "labels.npy")[:, 3].all()
+    # the epoch's grid: one row per class, the same 10 draws of the prior in every row
+    loaded = load_run(run)
+    z = np.tile(_prior_draws(loaded, 10), (10, 1))
+    labels = np.repeat(np.eye(10, dtype=np.float32), 10, axis=0)
+    _assert_grid(run / "samples" / "epoch-001.png", _grid_pixels(loaded, z, 10, labels))
+
+
+def _prior_draws(run, n):
+    """n draws of the run's saved prior by hand, the seeded noise the grid promises: the component
+    of each point from uniforms of default_rng(seed) by the mixture weights (numpy's choice), then
+    eps ~ N(0, I) from the same generator, z = mean_k + std_k * eps."""
+    logits, means, log_vars = (a.astype(np.float64) for a in prior_components(run.config, run.vae, run.encoder))
+    weights = np.exp(logits - logits.max())
+    rng = np.random.default_rng(run.config.seed)
+    k = rng.choice(len(weights), n, p=weights / weights.sum())
+    eps = rng.standard_normal((n, run.config.latent_dim))
+    assert len(set(k)) > 1  # the draws come from several components
+    return (means[k] + np.exp(0.5 * log_vars[k]) * eps).astype(np.float32)
+
+
+def _grid_pixels(run, z, ncols, labels=None):
+    """The 8-bit pixels of the per-epoch grid PNG that decoding z gives (tiled, enlarged 3x)."""
+    mosaic = tile_images(decode(run.decoder, z, labels), ncols=ncols)
+    return np.round(mosaic.repeat(3, axis=0).repeat(3, axis=1)[..., 0] * 255).astype(int)
+
+
+def _assert_grid(path, expected):
+    got = np.asarray(Image.open(path), int)
+    assert got.shape == expected.shape
+    # the same decoder weights, rebuilt from the files: a pixel may round the other way
+    assert np.abs(got - expected).max() <= 1 and np.mean(got != expected) < 0.01
+
+
+@pytest.mark.parametrize("fixture", ["mog_run", "vamp_run"])
+def test_the_per_epoch_grid_draws_from_the_prior_of_its_epoch(fixture, request):
+    """The last epoch's grid is the saved prior's draws with the seeded noise, not N(0, I)."""
+    path = request.getfixturevalue(fixture)
+    run = load_run(path)
+    grid = path / "samples" / "epoch-002.png"
+    _assert_grid(grid, _grid_pixels(run, _prior_draws(run, 64), 8))
+    standard = np.random.default_rng(run.config.seed).standard_normal((64, 2)).astype(np.float32)
+    assert np.mean(np.asarray(Image.open(grid), int) != _grid_pixels(run, standard, 8)) > 0.5  # N(0, I): other images
+
+
+def test_a_standard_prior_runs_grid_decodes_the_same_seeded_normal_draws(tmp_path):
+    path = _train(tmp_path, "--epochs", "1", "--seed", "5")
+    run = load_run(path)
+    z = np.random.default_rng(5).standard_normal((64, 2)).astype(np.float32)
+    _assert_grid(path / "samples" / "epoch-001.png", _grid_pixels(run, z, 8))
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from vae_cli import priors
+from vae_cli.checkpoint import rng_states
 from vae_cli.config import Config, resolve
 from vae_cli.errors import UsageError
+from vae_cli.layers import LOG_VAR_RANGE
 from vae_cli.losses import log_mixture_diag
+from vae_cli.models import build_vae
 
 
 def _normal(z, mean, var):
@@ -79,6 +82,21 @@ def test_vamp_prior_log_density_against_a_hand_computation():
     np.testing.assert_allclose(logits, [0.0, 0.0])
     np.testing.assert_allclose(means, [[1.0], [1.5]], rtol=1e-6)
     np.testing.assert_allclose(log_vars, [[0.4], [2.0]], rtol=1e-6)
+
+
+def test_reading_a_vamp_prior_draws_no_z():
+    """prior_components runs only the encoder's mean and log-variance: the seed state of its
+    Sampling layer, which training goes on from (the sample grid reads the prior at every epoch's
+    end) and a checkpoint resumes from, stays where it was."""
+    config = Config(prior="vamp:3", latent_dim=2, arch="mlp", hidden_dim=8)
+    models = build_vae(config, (4, 4, 1))
+    seeds = rng_states(models.vae)
+    _, means, log_vars = priors.prior_components(config, models.vae, models.encoder)
+    assert rng_states(models.vae) == seeds
+    z_mean, z_log_var, _ = models.encoder(models.vae.get_layer(priors.PSEUDO_INPUTS_LAYER).images())
+    assert rng_states(models.vae) != seeds  # the whole encoder draws a z
+    np.testing.assert_allclose(means, z_mean, rtol=1e-6)
+    np.testing.assert_allclose(log_vars, np.clip(z_log_var, *LOG_VAR_RANGE), rtol=1e-6)
 
 
 def test_prior_kl_is_log_q_minus_log_p_and_adds_beta_times_its_mean():

@@ -82,11 +82,13 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class RunWriter(keras.callbacks.Callback):
-    """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid decoded from the fixed
-    `sample_inputs` (`ncols` images a row) and, last, the resume checkpoint, so a checkpoint never
-    runs ahead of the other files. Records each epoch in `progress`, and in `train_seconds` the
-    training part of each epoch of this process (without validation). With `patience`, stops
-    training that many epochs after the best one (the trainer then restores the best).
+    """Per epoch, all atomic: history.csv, best.weights.h5, a sample grid (`ncols` images a row)
+    and, last, the resume checkpoint, so a checkpoint never runs ahead of the other files. The
+    grid decodes `sample_inputs`: the decoder's inputs, or a function giving them for the models
+    as they are at the epoch's end (a learned prior moves as it trains). Records each epoch in
+    `progress`, and in `train_seconds` the training part of each epoch of this process (without
+    validation). With `patience`, stops training that many epochs after the best one (the trainer
+    then restores the best).
 
     At an epoch's end the model's state is captured (weights.EpochWeights) and the grid decoded; with
     `background` the files are then written by a thread while the next epoch trains, at most one
@@ -99,7 +101,7 @@ class RunWriter(keras.callbacks.Callback):
     known only after the epoch's checkpoint is written, so the checkpoint holds its own epoch's
     time up to its end, and the later checkpoints hold the full time."""
 
-    def __init__(self, run: rundir.RunDir, progress: Progress, decoder, sample_inputs: tuple, ncols: int,
+    def __init__(self, run: rundir.RunDir, progress: Progress, decoder, sample_inputs, ncols: int,
                  patience: int = 0, background: bool = True):
         super().__init__()
         self.run, self.progress, self.decoder = run, progress, decoder
@@ -160,7 +162,8 @@ class RunWriter(keras.callbacks.Callback):
         progress = self.progress
         improved = progress.record(epoch + 1, logs, now - self.t0, self.fit_before + now - self.fit_start)
         captured, rng = self.weights.capture(), rng_states(self.model)
-        images = latent.decode(self.decoder, *self.sample_inputs)
+        inputs = self.sample_inputs() if callable(self.sample_inputs) else self.sample_inputs
+        images = latent.decode(self.decoder, *inputs)
         self._wait()  # the previous epoch's files first: never two epochs in flight
         if not self.background:
             self._write(epoch + 1, progress, improved, captured, rng, images)

@@ -212,8 +212,10 @@ def prior_components(config: Config, vae, encoder) -> tuple[np.ndarray, np.ndarr
         return np.zeros(1, np.float32), np.zeros((1, d), np.float32), np.zeros((1, d), np.float32)
     if kind == "mog":
         logits, means, log_vars = vae.get_layer(PRIOR_LAYER).components()
-    else:
-        means, log_vars, _ = encoder(vae.get_layer(PSEUDO_INPUTS_LAYER).images(), training=False)
+    else:  # the encoder's mean and log-variance alone: its Sampling layer would draw a z, moving
+        # the seed state that training goes on from (and a checkpoint resumes from)
+        posterior = keras.Model(encoder.input, encoder.outputs[:2])
+        means, log_vars = posterior(vae.get_layer(PSEUDO_INPUTS_LAYER).images(), training=False)
         log_vars = ops.clip(log_vars, *LOG_VAR_RANGE)
         logits = np.zeros(len(means), np.float32)
     return tuple(np.asarray(a, np.float32) for a in (logits, means, log_vars))

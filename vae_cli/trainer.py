@@ -29,7 +29,6 @@ from .errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 from .evaluate import evaluate
 from .feed import Feed, array_feed, array_steps, pipeline_feed
 from .figures import CONDITIONAL_TRAINING_FIGURES, TRAINING_FIGURES, draw_figures
-from .latent import class_grid
 from .priors import prior_components
 from .samplers import learned_prior, prior_sampler
 from .signals import SIGNAL_NAMES, StopSignals
@@ -58,12 +57,24 @@ def check_data(config: Config, data: Dataset) -> None:
                          "(a folder: one subfolder per class)")
 
 
-def _fixed_inputs(config: Config, num_classes: int | None):
-    """Decoder inputs of the per-epoch sample grid and its column count: 64 fixed z, or for a
-    conditional run one row per class with the same 10 z in every row."""
-    if num_classes is None:
-        return (np.random.default_rng(config.seed).standard_normal((64, config.latent_dim)).astype("float32"),), 8
-    return class_grid(num_classes, 10, config.latent_dim, seed=config.seed), 10
+def _grid_inputs(config: Config, models, num_classes: int | None):
+    """The per-epoch sample grid: a function giving its decoder inputs for the models as they are
+    at an epoch's end, and its column count. 64 z from the run's prior, or for a conditional run
+    one row per class with the same 10 z in every row.
+
+    The z come from prior_sampler with the run's seed at every epoch, so from the same noise: for
+    N(0, I) the same z as ever; for a learned prior, which moves as it trains, the same seeded
+    eps and the same seeded uniforms, which pick each point's component by the prior's current
+    weights (z = mean_k + std_k * eps), so successive grids stay comparable."""
+    count = 64 if num_classes is None else 10
+
+    def inputs() -> tuple:
+        z = prior_sampler(config, models.vae, models.encoder)(count, seed=config.seed)
+        if num_classes is None:
+            return (z,)
+        return np.tile(z, (num_classes, 1)), one_hot(np.repeat(np.arange(num_classes), count), num_classes)
+
+    return inputs, 8 if num_classes is None else 10
 
 
 def _make_optimizer(config: Config, steps_per_epoch: int):
@@ -153,8 +164,8 @@ def _train(config, data, run, log, resume_run, stops, strategy, callbacks, engin
                            steps_per_execution=settings.steps_per_execution, jit_compile=settings.jit_compile)
         progress = _start(config, data, run, models, resume_run, log)
     # extra callbacks see each epoch's files written (train's promise); alone, they are written while the next trains
-    writer = RunWriter(run, progress, models.decoder, *_fixed_inputs(config, num_classes), patience=config.patience,
-                       background=not callbacks)
+    writer = RunWriter(run, progress, models.decoder, *_grid_inputs(config, models, num_classes),
+                       patience=config.patience, background=not callbacks)
     own = [KLWarmup(models.vae, config.beta, config.kl_warmup_epochs), StopOnNaN(), writer,
            TensorBoardLog(run / rundir.TENSORBOARD_DIR), StopAtSafePoint(stops)]
     feed = ConditionalBatches(data, num_classes) if num_classes else data  # labels as a second input
