@@ -53,7 +53,9 @@ def choose(config: Config, engine: backend.Engine | None = None, *, gpu: bool, d
     return SpeedSettings(
         device="gpu" if gpu else "cpu",
         backend=engine.name,
-        steps_per_execution=_steps_per_execution(most, epoch_steps),
+        # Keras 3.15's several-steps loop fails over a distributed dataset of 2+ replicas on TensorFlow
+        # ("You must feed a value for placeholder tensor"), measured here: one step per call there
+        steps_per_execution=1 if distributed else _steps_per_execution(most, epoch_steps),
         jit_compile=_jit(config, engine.name, gpu, distributed),
         precision=backend.dtype_policy(config.precision, gpu),
         backend_reason=engine.reason,
