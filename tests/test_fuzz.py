@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import vae_cli.train_run
-import vae_cli.train  # noqa: F401  (imports keras now, not inside an example)
+import vae_cli.trainer  # noqa: F401  (imports keras now, not inside an example)
 from vae_cli.cli.train import build_parser, main as train_main
 from vae_cli.config import FIELDS, Config
 from vae_cli.errors import UsageError

@@ -186,7 +186,7 @@ def test_killed_before_the_first_checkpoint_restarts_from_epoch_1(reference_run,
 
 def test_ctrl_c_while_the_final_figures_are_drawn_resumes_to_a_complete_run(
         blobs_npz, tmp_path, capsys, monkeypatch):
-    import vae_cli.train as trainer
+    import vae_cli.trainer as trainer
 
     draw = trainer.draw_figures
 
