@@ -238,7 +238,7 @@ def test_fair_quick_runs_real_workloads_end_to_end(tmp_path):
     import json
 
     out = tmp_path / "fair.json"
-    run = subprocess.run([sys.executable, "benchmarks/fair.py", "--quick", "--only", "mlp400,help", "--json", str(out)],
+    run = subprocess.run([sys.executable, "benchmarks/fair.py", "--quick", "--only", "mlp400/vae-train,mlp400/torch,help", "--json", str(out)],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     res = json.loads(out.read_text())
