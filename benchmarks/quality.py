@@ -145,6 +145,9 @@ def check_args(args) -> None:
         unknown = sorted(set(keys) - set(table))
         if unknown:
             raise UsageError(f"{flag}: unknown {', '.join(unknown)}; expected keys of {', '.join(table)}, all or none")
+    if not (args.presets.strip(",") or args.baseline or ablation_keys(args) or prior_keys(args) or args.reuse):
+        raise UsageError("nothing to train: --presets is empty and --no-baseline, --ablations none, --priors none; "
+                         "name a preset, or add --reuse to show the saved rows")
     if args.readme and TABLE_START not in Path(args.readme).read_text(encoding="utf-8"):
         raise UsageError(f"--readme: {args.readme} has no {TABLE_START} ... {TABLE_END} block to replace")
 
@@ -422,6 +425,8 @@ def quality_command(args) -> int:
     floor = pixel_entropy(x_test)
     json_path = Path(args.json) if args.json else Path(args.out) / "quality.json"
     rows = _saved_rows(json_path) if args.reuse else []  # a row stays until the one replacing it is done
+    if not rows and not todo:
+        raise UsageError(f"--reuse: {json_path} has no rows to show, and this call trains none")
 
     def log(message):
         print(message, flush=True)

@@ -174,6 +174,9 @@ def _script_exit(argv):
     (lambda tmp: ["--priors", "mog,nope"], "--priors: unknown nope; expected keys of mog, vamp"),
     (lambda tmp: ["--samples", "5"], "--samples: expected 0 (no sample quality) or an integer from 10"),
     (lambda tmp: ["--samples", "20000"], "--samples: 20,000 samples need as many test digits"),
+    (lambda tmp: ["--presets", "", "--no-baseline", "--ablations", "none", "--priors", "none"], "nothing to train"),
+    (lambda tmp: ["--presets", "", "--no-baseline", "--ablations", "none", "--priors", "none", "--reuse"],
+     "quality.json has no rows to show"),
 ])
 def test_script_refuses_bad_input_before_training(tmp_path, capsys, mnist_t10k_dir, make_args, message):
     (tmp_path / "README.md").write_text("# no table here\n")
@@ -233,6 +236,11 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     rows = json.loads((runs / "quality.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["an older row", str(preset)] and rows[1]["epochs"] == 2
     assert rows[1]["requested"]["settings"]["epochs"] == 2 and len(list(runs.glob("*-tiny"))) == 2
+    # with nothing to train, --reuse redraws the table from the saved rows
+    readme.write_text("<!-- quality-table:start -->\n<!-- quality-table:end -->\n")
+    assert _script_exit([*argv[:2], "--presets", "", *argv[4:], "--reuse"]) == 0
+    assert len(list(runs.glob("*-tiny"))) == 2 and "| an older row |" in readme.read_text()
+    assert f"| {preset} | mlp | 4 |" in readme.read_text()
 
 
 def test_prior_rows_are_the_quality_preset_with_a_learned_prior(mnist_t10k_dir):
