@@ -4,14 +4,21 @@ digits, score them on the real MNIST test set.
     python benchmarks/quality.py                                  # presets, baseline, every ablation
     python benchmarks/quality.py --ablations none --readme docs/model-quality.md
     python benchmarks/quality.py --reuse --ablations no-shift,iwae --readme docs/model-quality.md
+    python benchmarks/quality.py --reuse --presets quality --no-baseline --ablations none  # quality + priors
 
 Each row is one real `vae-train` run (vae_cli.train_run.train_new_run: a new run directory under
 --out), then scored by `vae-eval RUN --dataset idx:TEST` (vae_cli.cli.eval.main, the user's command): the
-negative ELBO over all test digits (one z per digit, as in training) and the importance-weighted
-bound on -log p(x) with K samples on the first --iw-examples digits. Runs trained with
+negative ELBO over all test digits (one z per digit, as in training), the importance-weighted
+bound on -log p(x) with K samples on the first --iw-examples digits, and sample quality
+(`--samples N --sampler prior`, then `--sampler gmm`: Fréchet distance, precision and recall of N
+samples against N test digits in the shipped digit classifier's features). Runs trained with
 `binarize` are scored on a binarised copy of the test set, as vae-eval does for them. Numbers are
-nats per digit. Every finished row is saved at once into the JSON file, with the protocol and
-the machine's load while it ran; --reuse keeps those rows instead of training them again.
+nats per digit. Besides the presets and the ablations, --priors adds the quality preset with a
+learned prior (PRIORS). Every finished row is saved at once into the JSON file, with the
+protocol, the machine's load while it ran and what it was made with ("requested": the resolved
+settings, test data and evaluation sizes). --reuse keeps the file's rows: a row this call would
+make is kept when its label and "requested" are unchanged and made again otherwise (e.g. after
+configs/quality.json changed); rows this call does not make stay as they are.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks import measure  # noqa: E402
+from benchmarks import measure
 from vae_cli.cli.common import Parser, quiet_tensorflow, run_main
 from vae_cli.errors import UsageError
+from vae_cli.sample_quality import MAX_SAMPLES, MIN_SAMPLES
 
 DEFAULT_TEST_DATA = REPO.parent / "shared" / "data" / "mnist-t10k"
 PRESETS = ("mlp", "conv", "latent16", "quality")
@@ -53,6 +61,15 @@ ABLATIONS = {
     "binarize": ("quality + dynamic binarisation", {"binarize": True}, "adds"),
     "gaussian-learned": ("quality + learned-variance Gaussian", {"likelihood": "gaussian-learned"}, "adds"),
 }
+# The quality preset with a learned prior, at full length. The VampPrior refuses batch norm (it
+# encodes its pseudo-inputs as a batch of their own), so it comes with an unchanged-prior run
+# without batch norm, its reference.
+PRIORS = {
+    "mog": ("quality + mixture-of-Gaussians prior (mog:10)", {"prior": "mog:10"}),
+    "vamp": ("quality + VampPrior (vamp:50), without batch norm", {"prior": "vamp:50", "batch_norm": False}),
+    "no-batch-norm": ("quality without batch norm (the VampPrior's reference)", {"batch_norm": False}),
+}
+SAMPLERS = ("prior", "gmm")  # vae-eval --sampler: the run's prior, and a 10-component GMM on its codes
 TABLE_START, TABLE_END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 
 
@@ -65,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ablations", default="all",
                         help=f"the quality preset with one lever changed: comma-separated keys of "
                         f"{', '.join(ABLATIONS)}; all; or none (default: %(default)s)")
+    parser.add_argument("--priors", default="all",
+                        help=f"the quality preset with a learned prior, full length: comma-separated keys of "
+                        f"{', '.join(PRIORS)}; all; or none (default: %(default)s)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the classic PyTorch-example MLP for 100 epochs (default: on)")
     parser.add_argument("--iw-samples", type=int, default=1000, help="K of the IW bound (default: 1000)")
@@ -75,23 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
                         help="K of the IW bound for ablation rows; 0 skips it (default: %(default)s)")
     parser.add_argument("--iw-examples", type=int, default=1000,
                         help="test digits the IW bound is computed on (default: 1000)")
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="sample quality of every row with N samples against N test digits, once per "
+                        f"sampler ({', '.join(SAMPLERS)}); 0 skips it (default: %(default)s)")
     parser.add_argument("--test-examples", type=int, default=0,
                         help="score only the first N test digits (default: 0 = all)")
     parser.add_argument("--out", default=str(REPO / "outputs" / "quality"),
                         help="folder for the run directories (default: %(default)s)")
     parser.add_argument("--json", default=None, help="every number goes here (default: OUT/quality.json)")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep rows already in the JSON file (same label and settings) instead of training "
-                        "them again")
+                        help="keep the JSON file's rows: one this call would make is kept when its label, "
+                        "resolved settings and evaluation sizes are unchanged, else made again; the others stay")
     parser.add_argument("--readme", default=None,
                         help=f"replace the table between {TABLE_START} and {TABLE_END} in this file")
     return parser
 
 
+def _keys(text: str, table: dict) -> list[str]:
+    if text == "all":
+        return list(table)
+    return [] if text == "none" else [k for k in text.split(",") if k]
+
+
 def ablation_keys(args) -> list[str]:
-    if args.ablations == "all":
-        return list(ABLATIONS)
-    return [] if args.ablations == "none" else [k for k in args.ablations.split(",") if k]
+    return _keys(args.ablations, ABLATIONS)
+
+
+def prior_keys(args) -> list[str]:
+    return _keys(args.priors, PRIORS)
 
 
 def check_args(args) -> None:
@@ -107,22 +138,30 @@ def check_args(args) -> None:
     for name in ("ablation_iw_samples", "test_examples", "ablation_epochs"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')}: expected an integer >= 0, got {getattr(args, name)}")
-    unknown = sorted(set(ablation_keys(args)) - set(ABLATIONS))
-    if unknown:
-        raise UsageError(f"--ablations: unknown {', '.join(unknown)}; expected keys of {', '.join(ABLATIONS)}, "
-                         "all or none")
+    if args.samples and not MIN_SAMPLES <= args.samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples: expected 0 (no sample quality) or an integer from {MIN_SAMPLES} to "
+                         f"{MAX_SAMPLES:,}, got {args.samples}")
+    for flag, keys, table in (("--ablations", ablation_keys(args), ABLATIONS), ("--priors", prior_keys(args), PRIORS)):
+        unknown = sorted(set(keys) - set(table))
+        if unknown:
+            raise UsageError(f"{flag}: unknown {', '.join(unknown)}; expected keys of {', '.join(table)}, all or none")
+    if not (args.presets.strip(",") or args.baseline or ablation_keys(args) or prior_keys(args) or args.reuse):
+        raise UsageError("nothing to train: --presets is empty and --no-baseline, --ablations none, --priors none; "
+                         "name a preset, or add --reuse to show the saved rows")
     if args.readme and TABLE_START not in Path(args.readme).read_text(encoding="utf-8"):
         raise UsageError(f"--readme: {args.readme} has no {TABLE_START} ... {TABLE_END} block to replace")
 
 
 def variants(args) -> list[tuple[str, str, dict, str]]:
     """(row label, preset, overrides, kind) for every run; all train on the bundled digits.
-    kind: "preset", or for an ablation whether it "removes" or "adds" a lever."""
+    kind: "preset"; "prior" for the quality preset with a learned prior; for an ablation whether
+    it "removes" or "adds" a lever, or "reference" for the unchanged run the ablations are judged by."""
     from vae_cli.config import resolve
 
     rows = [(p, p, {}, "preset") for p in args.presets.split(",") if p]
     if args.baseline:
         rows.insert(0, ("classic MLP 784-400-20, 100 epochs", "mlp", CLASSIC, "preset"))
+    rows += [(PRIORS[key][0], "quality", PRIORS[key][1], "prior") for key in prior_keys(args)]
     epochs = args.ablation_epochs or resolve("quality", {}).epochs
     short = {"epochs": epochs} if args.ablation_epochs else {}
     if short and ablation_keys(args):
@@ -132,8 +171,31 @@ def variants(args) -> list[tuple[str, str, dict, str]]:
         changes = {**changes, **short, **({"epochs": max(1, epochs // 5)} if key == "iwae" else {})}
         rows.append((label, "quality", changes, kind))
     for _, preset, changes, _ in rows:  # refuse a bad preset or override now, not after an hour
-        resolve(preset, {**changes, "dataset": "mnist-5k"})
+        run_config(preset, changes, args)
     return rows
+
+
+def run_config(preset: str, changes: dict, args):
+    """The frozen Config a row trains: the preset, its changes, the bundled digits, a run under --out."""
+    from vae_cli.config import resolve
+
+    return resolve(preset, {**changes, "dataset": "mnist-5k", "out": args.out,
+                            "name": re.sub(r"[^A-Za-z0-9._-]", "_", Path(preset).stem)[:60] or "preset"})
+
+
+def iw_samples_of(kind: str, args) -> int:
+    return args.iw_samples if kind in ("preset", "prior") else args.ablation_iw_samples  # reference: an ablation
+
+
+def requested(preset: str, changes: dict, kind: str, args) -> dict:
+    """What a row is made with: when this is unchanged, --reuse keeps the saved row."""
+    settings = run_config(preset, changes, args).to_dict()
+    for where in ("out", "name"):  # where the run directory goes changes no number
+        settings.pop(where)
+    k = iw_samples_of(kind, args)
+    return {"settings": settings, "test_data": str(Path(args.test_data).expanduser().resolve()),
+            "test_examples": args.test_examples, "iw_samples": k, "iw_examples": args.iw_examples if k else 0,
+            "samples": args.samples, "samplers": list(SAMPLERS) if args.samples else []}
 
 
 def vae_eval(run: Path, args, name: str, *flags: str) -> dict:
@@ -150,12 +212,10 @@ def vae_eval(run: Path, args, name: str, *flags: str) -> dict:
 
 def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
     """Train one variant into a run directory, then score it on the test set with vae-eval."""
-    from vae_cli.config import resolve
     from vae_cli.run import load_run
     from vae_cli.train_run import train_new_run
 
-    config = resolve(preset, {**changes, "dataset": "mnist-5k", "out": args.out,
-                              "name": re.sub(r"[^A-Za-z0-9._-]", "_", Path(preset).stem)[:60] or "preset"})
+    config = run_config(preset, changes, args)
     load_before = measure.load_average() or [0.0]
     result = train_new_run(config, log=lambda *a: None)
     load_after = measure.load_average() or [0.0]
@@ -163,10 +223,15 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
     t0 = time.perf_counter()
     limit = ("--examples", str(args.test_examples)) if args.test_examples else ()
     full = vae_eval(run, args, "eval-test", "--iw-samples", "0", *limit)
-    k = args.iw_samples if kind == "preset" else args.ablation_iw_samples  # the reference is an ablation row
+    k = iw_samples_of(kind, args)
     sub = (vae_eval(run, args, f"eval-test-iw{k}", "--iw-samples", str(k), "--examples", str(args.iw_examples))
            if k else {"n_examples": 0, "neg_elbo": None})
+    # one report per sampler (its own --json file); the ELBO pass each call makes is kept short
+    samples = {s: vae_eval(run, args, f"eval-test-samples{args.samples}-{s}", "--iw-samples", "0", "--examples",
+                           str(args.iw_examples), "--samples", str(args.samples), "--sampler", s)["sample_quality"]
+               for s in (SAMPLERS if args.samples else ())}
     eval_seconds = time.perf_counter() - t0
+    load_end = measure.load_average() or [0.0]
     val = np.add(result.history["val_recon"], result.history["val_kl"])  # what early stopping follows
     row = {
         "label": label, "preset": preset, "changes": changes, "kind": kind, "run": str(run),
@@ -178,14 +243,18 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
         "train_seconds": result.metrics["wall_seconds"],
         "train_cpu_seconds": result.metrics["cpu_seconds"],
         "load_average_1min": [load_before[0], load_after[0]],
+        "eval_load_average_1min": [load_after[0], load_end[0]],
+        "engine": load_run(run).config.backend, "date": time.strftime("%Y-%m-%d"),
         "test_examples": full["n_examples"], "neg_elbo": full["neg_elbo"], "recon": full["recon"],
         "kl": full["kl"], "active_units": full["active_units"],
         "iw_examples": sub["n_examples"], "iw_samples": k, "iw_nll": sub.get("iw_nll"),
         "neg_elbo_on_iw_examples": sub["neg_elbo"], "eval_seconds": round(eval_seconds, 1),
-        "protocol": full["protocol"],
+        "protocol": full["protocol"], "sample_quality": samples,
+        "requested": requested(preset, changes, kind, args),
     }
     iw = (f"IW-NLL {row['iw_nll']:.2f} (-ELBO {row['neg_elbo_on_iw_examples']:.2f} on the same "
           f"{row['iw_examples']} digits)" if k else "no IW bound")
+    iw += "".join(f"; {s}: {_sample_text(q)}" for s, q in samples.items())
     log(f"{label}: -ELBO {row['neg_elbo']:.2f}, {iw}, {row['epochs']} epochs in {row['train_seconds']:.0f} s "
         f"({row['train_cpu_seconds']:.0f} CPU s), load {row['load_average_1min']}, scored in {eval_seconds:.0f} s")
     return row
@@ -206,6 +275,27 @@ def _iw_cell(r: dict) -> str:
     return f"{r['iw_nll']:.2f} (K={r['iw_samples']}, {r['iw_examples']:,} digits)"
 
 
+def _sample_text(q: dict) -> str:
+    return (f"FD {q['frechet_distance']:.1f} ± {q['frechet_distance_se']:.1f}, precision {q['precision']:.3f}, "
+            f"recall {q['recall']:.3f}")
+
+
+NOT_RUN = "not run†"
+SAMPLE_COLUMNS = (("frechet_distance", "FD", 1), ("precision", "precision", 2), ("recall", "recall", 2))
+
+
+def _sample_cells(r: dict) -> str:
+    """FD, precision and recall, each 'prior ± se -> gmm ± se'; 'not run' for rows made without them."""
+    samples = r.get("sample_quality") or {}
+    if not all(s in samples for s in SAMPLERS):
+        return f" {NOT_RUN} |" * len(SAMPLE_COLUMNS)
+    return "".join(" " + " → ".join(f"{samples[s][name]:.{digits}f} ± {samples[s][name + '_se']:.{digits}f}"
+                                    for s in SAMPLERS) + " |" for name, _, digits in SAMPLE_COLUMNS)
+
+
+SAMPLE_HEADER = "".join(f" {title}, prior → gmm |" for _, title, _ in SAMPLE_COLUMNS)
+
+
 def _verdict(r: dict, delta: float | None) -> str:
     """Whether the lever earned its place, read off the test -ELBO difference."""
     if _note(r):
@@ -218,28 +308,30 @@ def _verdict(r: dict, delta: float | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The presets' table, then (when there are any) the ablations' with their difference to quality."""
-    presets = [r for r in rows if r["kind"] == "preset"]
+    """The presets' table (the learned-prior rows after them), then (when there are any) the
+    ablations' with their difference to quality; both with the sample-quality columns."""
+    presets = [r for r in rows if r["kind"] == "preset"] + [r for r in rows if r["kind"] == "prior"]
     k, n_iw = (presets[0]["iw_samples"], presets[0]["iw_examples"]) if presets else (0, 0)
     text = (f"| preset | arch | latent dim | params | epochs | train wall time (CPU time) | test -ELBO | "
-            f"IW-NLL (K={k}, first {n_iw:,} test digits) | -ELBO on those digits | active units |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            f"IW-NLL (K={k}, first {n_iw:,} test digits) | -ELBO on those digits | active units |{SAMPLE_HEADER}\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     text += "".join(
         f"| {r['label']}{_note(r)} | {r['arch']} | {r['latent_dim']} | {r['params']:,} | {r['epochs']} | "
         f"{_time(r)} | {r['neg_elbo']:.2f} | {r['iw_nll']:.2f} | {r['neg_elbo_on_iw_examples']:.2f} | "
-        f"{r['active_units']}/{r['latent_dim']} |\n" for r in presets)
-    ablations = [r for r in rows if r["kind"] != "preset"]  # the reference first, delta 0
+        f"{r['active_units']}/{r['latent_dim']} |{_sample_cells(r)}\n" for r in presets)
+    ablations = [r for r in rows if r["kind"] not in ("preset", "prior")]  # the reference first, delta 0
     if not ablations:
         return text
     base = next((r for r in rows if r["kind"] == "reference"), None) or next(
         (r for r in presets if r["preset"] == "quality"), None)
     versus = "vs the reference" if base and base["kind"] == "reference" else "vs quality"
     text += ("\n| ablation: one lever changed in quality | epochs | train wall time (CPU time) | test -ELBO | "
-             f"{versus} | verdict | IW-NLL |\n|---|---|---|---|---|---|---|\n")
+             f"{versus} | verdict | IW-NLL |{SAMPLE_HEADER}\n|---|---|---|---|---|---|---|---|---|---|\n")
     for r in ablations:
         delta = r["neg_elbo"] - base["neg_elbo"] if base else None
         text += (f"| {r['label']}{_note(r)} | {r['epochs']} | {_time(r)} | {r['neg_elbo']:.2f} | "
-                 f"{'' if delta is None else f'{delta:+.2f}'} | {_verdict(r, delta)} | {_iw_cell(r)} |\n")
+                 f"{'' if delta is None else f'{delta:+.2f}'} | {_verdict(r, delta)} | {_iw_cell(r)} |"
+                 f"{_sample_cells(r)}\n")
     return text
 
 
@@ -250,19 +342,55 @@ def pixel_entropy(x) -> float:
     return float(np.mean(np.sum(-(p * np.log(p) + (1 - p) * np.log1p(-p)), axis=1)))
 
 
+def _date(r: dict) -> str:
+    """The day a row was trained: recorded, or (rows from before) read off its run directory's name."""
+    if "date" in r:
+        return r["date"]
+    stamp = re.search(r"(\d{4})(\d\d)(\d\d)-\d{6}", r["run"])
+    return "-".join(stamp.groups()) if stamp else "unknown"
+
+
+def sample_protocol(rows: list[dict]) -> str:
+    """The sample columns' protocol, from the first row that has them (all share --samples), and
+    why some rows have none."""
+    done = [r for r in rows if all(s in (r.get("sample_quality") or {}) for s in SAMPLERS)]
+    text = ""
+    if done:
+        prior, gmm = (done[0]["sample_quality"][s]["protocol"] for s in SAMPLERS)
+        net = prior["feature_network"]
+        accuracy = f", {net['t10k_accuracy']:.2%} accurate on t10k" if net.get("t10k_accuracy") else ""
+        text = (f"Sample columns: `vae-eval RUN --dataset idx:DIR --samples {prior['n']} --sampler prior` and "
+                f"`--sampler gmm`, seed {prior['seed']}: {prior['n']:,} {prior['samples']}, their z drawn from "
+                f"the run's prior (N(0, I), or the learned mixture of a prior row) or from a {gmm['sampler']}; "
+                f"against {prior['reference']['selection']} from the test digits ({prior['reference']['split']}); "
+                f"in the features of {net['name']} ({net['features']}, {net['weights']}, sha256 "
+                f"{net['weights_sha256'][:12]}…{accuracy}). FD: squared Fréchet distance in those features (not "
+                f"an Inception FID); precision and recall: {prior['precision_recall']}; ± one standard error "
+                "(half-sampling). ")
+    if len(done) < len(rows):
+        text += (f"{NOT_RUN}: the row was measured before the sample columns existed (or with `--samples 0`) and "
+                 "not trained again. ")
+    return text
+
+
 def protocol(rows: list[dict], source: str, floor: float) -> str:
-    presets = [r for r in rows if r["kind"] == "preset"] or rows
+    presets = [r for r in rows if r["kind"] in ("preset", "prior")] or rows
     k, n_iw = presets[0]["iw_samples"], presets[0]["iw_examples"]
     loads = [x for r in rows for x in r["load_average_1min"]]
+    eval_loads = [x for r in rows for x in r.get("eval_load_average_1min", ())]
+    during_eval = f" and {min(eval_loads):.1f} to {max(eval_loads):.1f} while scoring" if eval_loads else ""
     splits = sorted({f"{r['n_train']:,}/{r['n_val']:,}" for r in rows})
+    engines = sorted({r.get("engine", "tensorflow") for r in rows})  # rows from before engines: TensorFlow
+    dates = sorted({_date(r) for r in rows})
     return (f"Trained on mnist-5k, grey levels (train/validation digits: {', '.join(splits)}). Test: the first "
             f"{rows[0]['test_examples']:,} digits of {source}, pixels in [0, 1] (binarised once, seed 0, for "
             f"binarised runs); their summed pixel entropy, the floor of any Bernoulli reconstruction term, is "
             f"{floor:.2f} nats. -ELBO: one z per digit; IW-NLL: K={k} on the first {n_iw:,} of them (ablation "
-            f"rows: as stated in the row). Train wall and CPU (all threads) time are model.fit's; "
-            f"{measure.cpu_description()}, 1-minute load average {min(loads):.1f} to "
-            f"{max(loads):.1f} during training (other jobs shared the machine); {time.strftime('%Y-%m-%d')}; "
-            f"`python benchmarks/quality.py`.\n")
+            f"rows: as stated in the row). {sample_protocol(rows)}Train wall and CPU (all threads) time are "
+            f"model.fit's, on {' and '.join(engines)} (one process for all rows; `vae-train`'s --backend auto "
+            f"picks JAX for the mlp arch on a CPU); {measure.cpu_description()}, 1-minute load average "
+            f"{min(loads):.1f} to {max(loads):.1f} during training{during_eval} (other jobs shared the machine); "
+            f"trained {' to '.join(dict.fromkeys([dates[0], dates[-1]]))}; `python benchmarks/quality.py`.\n")
 
 
 def replace_readme_table(path: Path, text: str) -> None:
@@ -288,17 +416,31 @@ def quality_command(args) -> int:
     todo = variants(args)
     folder = Path(args.test_data).expanduser()
     x_test = load_eval_split(f"idx:{folder}", validation_split=0.1, seed=0, all_if_no_test=True).x
+    if args.samples > len(x_test):  # vae-eval would refuse it, but only after the first training
+        raise UsageError(f"--samples: {args.samples:,} samples need as many test digits, and {folder} holds "
+                         f"{len(x_test):,}; use --samples {len(x_test)} or fewer")
     source = f"the MNIST test set (t10k IDX files in {folder.name}/)"
     if args.test_examples:
         x_test = x_test[:args.test_examples]
     floor = pixel_entropy(x_test)
     json_path = Path(args.json) if args.json else Path(args.out) / "quality.json"
-    saved = {(r["label"], r["preset"], json.dumps(r["changes"], sort_keys=True)): r
-             for r in (_saved_rows(json_path) if args.reuse else [])}
-    rows = []
+    rows = _saved_rows(json_path) if args.reuse else []  # a row stays until the one replacing it is done
+    if not rows and not todo:
+        raise UsageError(f"--reuse: {json_path} has no rows to show, and this call trains none")
+
+    def log(message):
+        print(message, flush=True)
+
     for label, preset, changes, kind in todo:
-        key = (label, preset, json.dumps(changes, sort_keys=True))
-        rows.append(saved.get(key) or score(label, preset, changes, kind, args, log=lambda m: print(m, flush=True)))
+        old = next((i for i, r in enumerate(rows) if r["label"] == label), None)
+        if old is not None and rows[old].get("requested") == requested(preset, changes, kind, args):
+            log(f"{label}: kept from {json_path}")
+            continue
+        row = score(label, preset, changes, kind, args, log=log)
+        if old is None:
+            rows.append(row)
+        else:
+            rows[old] = row
         json_path.parent.mkdir(parents=True, exist_ok=True)  # every finished row is kept at once
         json_path.write_text(json.dumps({"rows": rows, "protocol": protocol(rows, source, floor),
                                          "test_pixel_entropy": floor}, indent=2) + "\n")

@@ -171,6 +171,12 @@ def _script_exit(argv):
     (lambda tmp: ["--readme", str(tmp / "README.md")], "has no <!-- quality-table:start -->"),
     (lambda tmp: ["--iw-examples", "ten"], "--iw-examples: invalid int value"),
     (lambda tmp: ["--ablations", "no-shift,nope"], "--ablations: unknown nope; expected keys of no-shift"),
+    (lambda tmp: ["--priors", "mog,nope"], "--priors: unknown nope; expected keys of mog, vamp"),
+    (lambda tmp: ["--samples", "5"], "--samples: expected 0 (no sample quality) or an integer from 10"),
+    (lambda tmp: ["--samples", "20000"], "--samples: 20,000 samples need as many test digits"),
+    (lambda tmp: ["--presets", "", "--no-baseline", "--ablations", "none", "--priors", "none"], "nothing to train"),
+    (lambda tmp: ["--presets", "", "--no-baseline", "--ablations", "none", "--priors", "none", "--reuse"],
+     "quality.json has no rows to show"),
 ])
 def test_script_refuses_bad_input_before_training(tmp_path, capsys, mnist_t10k_dir, make_args, message):
     (tmp_path / "README.md").write_text("# no table here\n")
@@ -186,18 +192,72 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     preset.write_text(json.dumps({"arch": "mlp", "hidden_dim": 32, "latent_dim": 4, "epochs": 1}))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- quality-table:start -->\nold\n<!-- quality-table:end -->\noutro\n")
-    assert _script_exit(["--test-data", str(mnist_t10k_dir), "--presets", str(preset), "--ablations", "none", "--no-baseline",
-                         "--iw-samples", "20", "--iw-examples", "50", "--test-examples", "200",
-                         "--out", str(tmp_path / "runs"), "--readme", str(readme)]) == 0
+    runs = tmp_path / "runs"
+    argv = ["--test-data", str(mnist_t10k_dir), "--presets", str(preset), "--ablations", "none", "--priors", "none",
+            "--no-baseline", "--iw-samples", "20", "--iw-examples", "50", "--test-examples", "200",
+            "--samples", "20", "--out", str(runs), "--readme", str(readme)]
+    assert _script_exit(argv) == 0
+    capsys.readouterr()
     text = readme.read_text()
     assert text.startswith("intro\n<!-- quality-table:start -->\n| preset |") and text.endswith("outro\n")
     assert "\nold\n" not in text and "K=20 on the first 50 of them" in text
-    (row,) = json.loads((tmp_path / "runs" / "quality.json").read_text())["rows"]
+    (row,) = json.loads((runs / "quality.json").read_text())["rows"]
     assert row["test_examples"] == 200 and row["iw_examples"] == 50 and row["latent_dim"] == 4
     assert row["n_train"] == 4500 and row["best_epoch"] == 1 and row["epochs"] == 1
     assert row["iw_nll"] < row["neg_elbo_on_iw_examples"]  # K=20 is a tighter bound than the ELBO
     assert 100 < row["neg_elbo"] < 400 and f"{row['neg_elbo']:.2f}" in text
     assert load_run(row["run"]).config.dataset == "mnist-5k"
+    # sample quality: one vae-eval report per sampler, each with 20 samples against 20 test digits
+    prior, gmm = row["sample_quality"]["prior"], row["sample_quality"]["gmm"]
+    assert prior["protocol"]["n"] == gmm["protocol"]["n"] == 20
+    assert prior["protocol"]["sampler"].startswith("prior") and gmm["protocol"]["sampler"].startswith("gmm-10")
+    assert prior["protocol"]["feature_network"]["name"] == "digit-classifier"
+    for name in ("eval-test-samples20-prior.json", "eval-test-samples20-gmm.json"):
+        saved = json.loads((Path(row["run"]) / name).read_text())["sample_quality"]
+        assert saved == row["sample_quality"][name.split("-")[-1][:-5]]
+    assert all(0 <= q[n] <= 1 for q in (prior, gmm) for n in ("precision", "recall"))
+    fd = f"{prior['frechet_distance']:.1f} ± {prior['frechet_distance_se']:.1f} → {gmm['frechet_distance']:.1f}"
+    assert "FD, prior → gmm" in text and fd in text and "--samples 20 --sampler prior" in text
+    assert "not run†" not in text
+
+    # --reuse keeps the row while nothing it was made with changed, and keeps rows this call does not make
+    saved = json.loads((runs / "quality.json").read_text())
+    old = {**row, "label": "an older row", "run": "/x/20261123-170953-mlp"}
+    del old["sample_quality"], old["requested"]
+    (runs / "quality.json").write_text(json.dumps({**saved, "rows": [old, row]}))
+    assert _script_exit([*argv, "--reuse"]) == 0
+    assert f"{preset}: kept from" in capsys.readouterr().out and len(list(runs.glob("*-tiny"))) == 1
+    rows = json.loads((runs / "quality.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["an older row", str(preset)] and rows[1] == row
+    assert "| an older row |" in readme.read_text() and "not run†: the row was measured before" in readme.read_text()
+    # ... and makes it again, in its place, when the preset it resolves to changed
+    preset.write_text(json.dumps({"arch": "mlp", "hidden_dim": 32, "latent_dim": 4, "epochs": 2}))
+    assert _script_exit([*argv, "--reuse"]) == 0
+    rows = json.loads((runs / "quality.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["an older row", str(preset)] and rows[1]["epochs"] == 2
+    assert rows[1]["requested"]["settings"]["epochs"] == 2 and len(list(runs.glob("*-tiny"))) == 2
+    # with nothing to train, --reuse redraws the table from the saved rows
+    readme.write_text("<!-- quality-table:start -->\n<!-- quality-table:end -->\n")
+    assert _script_exit([*argv[:2], "--presets", "", *argv[4:], "--reuse"]) == 0
+    assert len(list(runs.glob("*-tiny"))) == 2 and "| an older row |" in readme.read_text()
+    assert f"| {preset} | mlp | 4 |" in readme.read_text()
+
+
+def test_prior_rows_are_the_quality_preset_with_a_learned_prior(mnist_t10k_dir):
+    script = _load_script()
+    args = script.build_parser().parse_args(["--test-data", str(mnist_t10k_dir), "--presets", "mlp",
+                                             "--no-baseline", "--ablations", "none"])
+    rows = {label: (preset, kind) for label, preset, _, kind in script.variants(args)}
+    priors = {label: script.requested(preset, changes, kind, args)["settings"]
+              for label, preset, changes, kind in script.variants(args) if kind == "prior"}
+    assert rows["mlp"] == ("mlp", "preset") and len(priors) == 3
+    quality = script.run_config("quality", {}, args)
+    mog, vamp, reference = priors.values()
+    assert mog["prior"] == "mog:10" and mog["batch_norm"] == quality.batch_norm
+    assert mog["epochs"] == quality.epochs and mog["latent_dim"] == quality.latent_dim
+    # the VampPrior refuses batch norm, so it is judged against a standard-prior run without it
+    assert (vamp["prior"], vamp["batch_norm"]) == ("vamp:50", False)
+    assert (reference["prior"], reference["batch_norm"]) == ("standard", False)
 
 
 def test_ablation_table_says_whether_each_lever_helped():
@@ -226,7 +286,8 @@ def test_ablation_table_says_whether_each_lever_helped():
 def test_short_ablations_are_judged_against_their_own_reference_run(tmp_path, mnist_t10k_dir):
     script = _load_script()
     args = script.build_parser().parse_args(["--test-data", str(mnist_t10k_dir), "--presets", "quality",
-                                             "--no-baseline", "--ablations", "no-shift,iwae", "--ablation-epochs", "10"])
+                                             "--no-baseline", "--ablations", "no-shift,iwae", "--ablation-epochs", "10",
+                                             "--priors", "none"])
     labels = [(label, changes, kind) for label, _, changes, kind in script.variants(args)]
     assert labels[1] == ("quality, 10 epochs (the ablations' reference)", {"epochs": 10}, "reference")
     assert labels[2][1] == {"augment_shift": 0, "epochs": 10} and labels[3][1]["epochs"] == 2
