@@ -18,7 +18,9 @@ learned prior (PRIORS). Every finished row is saved at once into the JSON file, 
 protocol, the machine's load while it ran and what it was made with ("requested": the resolved
 settings, test data and evaluation sizes). --reuse keeps the file's rows: a row this call would
 make is kept when its label and "requested" are unchanged and made again otherwise (e.g. after
-configs/quality.json changed); rows this call does not make stay as they are.
+configs/quality.json changed); when only the samplers changed (what vae-cli fits gmm to) and the
+run directory is still there, only its sample columns are scored again; rows this call does not
+make stay as they are.
 """
 
 from __future__ import annotations
@@ -195,7 +197,39 @@ def requested(preset: str, changes: dict, kind: str, args) -> dict:
     k = iw_samples_of(kind, args)
     return {"settings": settings, "test_data": str(Path(args.test_data).expanduser().resolve()),
             "test_examples": args.test_examples, "iw_samples": k, "iw_examples": args.iw_examples if k else 0,
-            "samples": args.samples, "samplers": list(SAMPLERS) if args.samples else []}
+            "samples": args.samples, "samplers": sampler_protocol() if args.samples else []}
+
+
+def sampler_protocol() -> list[str]:
+    """The samplers as the library draws them now: a change (e.g. what gmm is fitted to) re-scores
+    the sample columns of saved rows (`rescore_samples`)."""
+    from vae_cli.samplers import CODES
+
+    return [s if s == "prior" else f"{s} fitted to {CODES}" for s in SAMPLERS]
+
+
+def sample_quality(run: Path, args) -> dict:
+    """One `vae-eval --samples N --sampler S` report per sampler (each its own --json file); the ELBO
+    pass each call makes is kept short."""
+    return {s: vae_eval(run, args, f"eval-test-samples{args.samples}-{s}", "--iw-samples", "0", "--examples",
+                        str(args.iw_examples), "--samples", str(args.samples), "--sampler", s)["sample_quality"]
+            for s in (SAMPLERS if args.samples else ())}
+
+
+def rescore_samples(row: dict, want: dict, args, log) -> dict | None:
+    """A saved row made with everything `want` asks but the samplers, scored again for sample
+    quality from its run directory, without training; None when that directory is gone."""
+    run = Path(row["run"])
+    same_training = {k: v for k, v in row.get("requested", {}).items() if k != "samplers"} == \
+        {k: v for k, v in want.items() if k != "samplers"}
+    if not (same_training and (run / "config.json").is_file()):
+        return None
+    load = measure.load_average() or [0.0]
+    samples = sample_quality(run, args)
+    log(f"{row['label']}: sample quality scored again ({', '.join(want['samplers'])}): "
+        + "; ".join(f"{s}: {_sample_text(q)}" for s, q in samples.items()))
+    return {**row, "sample_quality": samples, "requested": want, "samples_date": time.strftime("%Y-%m-%d"),
+            "samples_load_average_1min": [load[0], (measure.load_average() or [0.0])[0]]}
 
 
 def vae_eval(run: Path, args, name: str, *flags: str) -> dict:
@@ -226,10 +260,7 @@ def score(label: str, preset: str, changes: dict, kind: str, args, log) -> dict:
     k = iw_samples_of(kind, args)
     sub = (vae_eval(run, args, f"eval-test-iw{k}", "--iw-samples", str(k), "--examples", str(args.iw_examples))
            if k else {"n_examples": 0, "neg_elbo": None})
-    # one report per sampler (its own --json file); the ELBO pass each call makes is kept short
-    samples = {s: vae_eval(run, args, f"eval-test-samples{args.samples}-{s}", "--iw-samples", "0", "--examples",
-                           str(args.iw_examples), "--samples", str(args.samples), "--sampler", s)["sample_quality"]
-               for s in (SAMPLERS if args.samples else ())}
+    samples = sample_quality(run, args)
     eval_seconds = time.perf_counter() - t0
     load_end = measure.load_average() or [0.0]
     val = np.add(result.history["val_recon"], result.history["val_kl"])  # what early stopping follows
@@ -433,10 +464,12 @@ def quality_command(args) -> int:
 
     for label, preset, changes, kind in todo:
         old = next((i for i, r in enumerate(rows) if r["label"] == label), None)
-        if old is not None and rows[old].get("requested") == requested(preset, changes, kind, args):
+        want = requested(preset, changes, kind, args)
+        if old is not None and rows[old].get("requested") == want:
             log(f"{label}: kept from {json_path}")
             continue
-        row = score(label, preset, changes, kind, args, log=log)
+        row = (old is not None and rescore_samples(rows[old], want, args, log)) or \
+            score(label, preset, changes, kind, args, log=log)
         if old is None:
             rows.append(row)
         else:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vae_cli.errors import UsageError
-from vae_cli.latent import encode_mean, prior_z
+from vae_cli.latent import prior_z
 from vae_cli.run import load_held_out, load_run
 from vae_cli.samplers import make_sampler, parse_sampler
 
@@ -50,10 +50,12 @@ def test_gmm_sampler_fits_once_and_reuses(run_copy):
     assert protocol["n_points"] == 4500 and protocol["k"] == 3 and "training images" in protocol["fitted_to"]
     with np.load(npz, allow_pickle=False) as arrays:
         assert arrays["covariances"].shape == (3, 2, 2)
-    # the draws sit where the codes are: their mean and spread match the codes'
-    codes = encode_mean(run_copy.encoder, load_held_out(run_copy).x)
-    np.testing.assert_allclose(z.mean(0), codes.mean(0), atol=0.15)
-    np.testing.assert_allclose(z.std(0), codes.std(0), rtol=0.2)
+    # the draws sit where the codes are: their mean is the codes' and their spread the aggregate
+    # posterior's, q(z) = mean of q(z | x), whose variance is Var(z_mean) + mean(exp(z_log_var))
+    z_mean, z_log_var, _ = run_copy.encoder.predict(load_held_out(run_copy).x, verbose=0)
+    np.testing.assert_allclose(z.mean(0), z_mean.mean(0), atol=0.15)
+    np.testing.assert_allclose(z.std(0), np.sqrt(z_mean.var(0) + np.exp(z_log_var).mean(0)), rtol=0.2)
+    assert protocol["codes"] == "posterior draws" and "drawn from q(z | x)" in protocol["fitted_to"]
 
     before = (npz.stat().st_mtime_ns, protocol_file.read_bytes())
     again = sample_z(run_copy, "gmm:3", 4000, seed=1, note=notes.append)
@@ -71,6 +73,18 @@ def test_gmm_fitted_to_other_weights_is_fitted_again(run_copy):
     sample_z(run_copy, "gmm:2", 10, seed=0, note=notes.append)
     assert "earlier weights" in notes[0]
     assert json.loads(protocol_file.read_text())["weights_sha256"] == true_sha
+
+
+def test_gmm_fitted_to_z_mean_by_an_earlier_version_is_fitted_again(run_copy):
+    sample_z(run_copy, "gmm:2", 10, seed=0)
+    protocol_file = run_copy.path / "gmm-2.json"
+    protocol = json.loads(protocol_file.read_text())
+    del protocol["codes"]  # what a mixture fitted to z_mean says
+    protocol_file.write_text(json.dumps(protocol))
+    notes = []
+    sample_z(run_copy, "gmm:2", 10, seed=0, note=notes.append)
+    assert "fitted to z_mean by an earlier vae-cli" in notes[0]
+    assert json.loads(protocol_file.read_text())["codes"] == "posterior draws"
 
 
 def test_damaged_gmm_file_is_refused_not_overwritten(run_copy):

@@ -39,6 +39,16 @@ def encode_mean(encoder, x: np.ndarray, labels=None, batch_size: int = DECODE_BA
     return np.asarray(z_mean, dtype=np.float32)
 
 
+def encode_draw(encoder, x: np.ndarray, rng: np.random.Generator, labels=None,
+                batch_size: int = DECODE_BATCH) -> np.ndarray:
+    """One z ~ q(z | x) = N(z_mean, exp(z_log_var)) per image, (N, latent_dim), drawn with rng."""
+    if len(x) == 0:
+        return np.zeros((0, encoder.output_shape[0][-1]), np.float32)
+    z_mean, z_log_var, _ = backend.predict(encoder, _inputs(np.asarray(x, np.float32), labels), batch_size)
+    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    return (z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)).astype(np.float32)
+
+
 def decode(decoder, z: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
     """x_hat for each latent point, float32 (N, H, W, C) in [0, 1].
 

@@ -1,7 +1,7 @@
 """Where new images' latent points come from (--sampler of vae-sample, vae-eval, vae-plot).
 
 prior     z ~ p(z), the run's prior: N(0, I), or the learned mixture of a --prior mog/vamp run
-gmm[:K]   z ~ a K-component full-covariance Gaussian mixture (default 10) fitted to the z_mean of
+gmm[:K]   z ~ a K-component full-covariance Gaussian mixture (default 10) fitted to codes drawn from q(z|x) of
           the run's training images. A VAE's codes rarely fill N(0, I) evenly (the "holes" in
           the aggregate posterior), so points drawn where the codes actually are decode into
           cleaner images. The mixture is fitted on first use and kept in the run directory as
@@ -43,18 +43,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+CODES = "posterior draws"  # what gmm-K.json says the mixture was fitted to; others are fitted again
+
+
 def _training_codes(run, limit: int):
-    """z_mean of up to `limit` of the run's training images (a seeded shuffle, labels given to a
-    conditional encoder, binarised once for a --binarize run) and a line saying which."""
+    """One seeded draw z ~ q(z | x) for each of up to `limit` of the run's training images (a
+    seeded shuffle, labels given to a conditional encoder, binarised once for a --binarize run)
+    and a line saying which.
+
+    Draws, not z_mean: the mixture stands in for the aggregate posterior q(z) = mean over x of
+    q(z | x), and the means alone are less spread than that. Measured on the quality preset's run
+    (1,000 samples, seed 0): fitted to z_mean, gmm-10 gave FD 12.6, precision 0.86 and recall 0.73
+    (prior sampling: 55.9, 0.72, 0.79); fitted to draws, FD 17.1, precision 0.82, recall 0.76."""
     import numpy as np
 
     from .data import binarize, load_dataset, one_hot
-    from .latent import encode_mean
+    from .latent import encode_draw
 
     config = run.config
     data = load_dataset(config.dataset, validation_split=config.validation_split, seed=config.seed,
                         image_size=config.image_hw, channels=config.channels)
-    pixels = np.random.default_rng([config.seed, 2])
+    pixels, noise = np.random.default_rng([config.seed, 2]), np.random.default_rng([config.seed, 3])
     codes, seen = [], 0
     for batch in data.train_batches(ENCODE_BATCH, seed=config.seed, labels=run.conditional):
         x, y = batch if run.conditional else (batch, None)
@@ -62,14 +71,15 @@ def _training_codes(run, limit: int):
         if config.binarize:
             x = binarize(x, pixels)
         labels = None if y is None else one_hot(np.asarray(y), run.num_classes)
-        codes.append(encode_mean(run.encoder, x, labels))
+        codes.append(encode_draw(run.encoder, x, noise, labels))
         seen += len(x)
         if seen >= limit:
             break
     z = np.concatenate(codes)[:limit]
     which = f"{len(z):,} of the {data.n_train:,} training images" if len(z) < data.n_train else \
         f"all {len(z):,} training images"
-    return z, f"z_mean of {which} of {data.source}" + (" (binarised once)" if config.binarize else "")
+    return z, (f"codes drawn from q(z | x), one each, of {which} of {data.source}"
+               + (" (binarised once)" if config.binarize else ""))
 
 
 def load_or_fit_gmm(run, k: int, note: Callable[[str], None] = lambda line: None):
@@ -91,16 +101,19 @@ def load_or_fit_gmm(run, k: int, note: Callable[[str], None] = lambda line: None
         except mixture.MixtureFileError as e:
             raise UsageError(f"{e}; delete {path.name} and {mixture.protocol_path(path).name} from the run "
                              "directory to fit the mixture again") from None
-        if protocol.get("weights_sha256") == weights_sha256:
+        if protocol.get("weights_sha256") != weights_sha256:
+            note(f"{path.name} was fitted to earlier weights of this run; fitting it again")
+        elif protocol.get("codes") != CODES:
+            note(f"{path.name} was fitted to z_mean by an earlier vae-cli; fitting it to {CODES} instead")
+        else:
             return fitted
-        note(f"{path.name} was fitted to earlier weights of this run; fitting it again")
     z, fitted_to = _training_codes(run, MAX_FIT_POINTS)
     if len(z) < k:
         raise UsageError(f"--sampler gmm:{k}: the run has only {len(z)} training images, fewer than the {k} "
                          "components; pick a smaller K")
     note(f"fitting a {k}-component Gaussian mixture to the {fitted_to}")
     fit = mixture.fit(z, k, seed=run.config.seed)
-    protocol = {"fitted_to": fitted_to, "n_points": len(z), "seed": run.config.seed,
+    protocol = {"fitted_to": fitted_to, "codes": CODES, "n_points": len(z), "seed": run.config.seed,
                 "weights_sha256": weights_sha256, "mean_log_likelihood": fit.log_likelihood,
                 "iterations": fit.iterations, "converged": fit.converged, "vae_cli_version": __version__}
     try:

@@ -257,7 +257,7 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
 
 SAMPLER_HELP = ("where z comes from: prior (the run's prior: N(0, I), or the learned mixture of a --prior "
                 "mog/vamp run) or gmm[:K] (a K-component Gaussian mixture, default 10, fitted to the "
-                "training images' z_mean on first use and kept in the run directory as gmm-K.npz)")
+                "training images' codes, drawn from q(z|x), on first use and kept in the run directory as gmm-K.npz)")
 
 
 def sampler_arg(text: str) -> str:
