@@ -14,6 +14,7 @@ distance of finite samples is biased upwards. Results go to --json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from vae_cli.cli.common import Parser, finite_float, int_list, quiet_tensorflow, run_main  # noqa: E402
+from vae_cli.errors import UsageError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=int, default=1000, metavar="N")
     parser.add_argument("--seeds", type=int_list, default=(0,), help="comma-separated seeds (default: 0)")
     parser.add_argument("--temperatures", default="1", help="comma-separated temperatures (default: 1)")
+    parser.add_argument("--samplers", default="prior",
+                        help="comma-separated vae-eval --sampler values, e.g. prior,gmm (default: prior)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "sample-quality-results.json"))
     return parser
 
@@ -79,24 +83,34 @@ def measure(args) -> int:
     from vae_cli.cli.eval import main as vae_eval
 
     temperatures = [finite_float(t) for t in args.temperatures.split(",")]
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    from vae_cli.samplers import parse_sampler
+
+    for sampler in samplers:  # a bad value fails here, before the first evaluation
+        try:
+            parse_sampler(sampler)
+        except ValueError as e:
+            raise UsageError(f"--samplers: {e}") from None
     rows = [floor(args.t10k, args.samples, seed) for seed in args.seeds]
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs:
-            for temperature in temperatures:
-                for seed in args.seeds:
-                    report = Path(tmp) / "eval.json"
-                    code = vae_eval([run, "--dataset", f"idx:{args.t10k}", "--iw-samples", "0", "--samples",
-                                     str(args.samples), "--seed", str(seed), "--temperature", str(temperature),
-                                     "--json", str(report)])
-                    if code:
-                        return code
-                    sq = json.loads(report.read_text())["sample_quality"]
-                    config = json.loads((Path(run) / "config.json").read_text())["config"]
-                    rows.append({"row": Path(run).name, "config": config, "seed": seed, "temperature": temperature,
-                                 **{k: v for k, v in sq.items() if k != "protocol"}, "protocol": sq["protocol"]})
+            for sampler, temperature, seed in itertools.product(samplers, temperatures, args.seeds):
+                report = Path(tmp) / "eval.json"
+                code = vae_eval([run, "--dataset", f"idx:{args.t10k}", "--iw-samples", "0", "--samples",
+                                 str(args.samples), "--seed", str(seed), "--temperature", str(temperature),
+                                 "--sampler", sampler, "--json", str(report)])
+                if code:
+                    return code
+                sq = json.loads(report.read_text())["sample_quality"]
+                config = json.loads((Path(run) / "config.json").read_text())["config"]
+                name = Path(run).name + ("" if sampler == "prior" else f" ({sampler})")
+                rows.append({"row": name, "config": config, "seed": seed, "temperature": temperature,
+                             "sampler": sampler, **{k: v for k, v in sq.items() if k != "protocol"},
+                             "protocol": sq["protocol"]})
     result = {"summary": summarise(rows), "command": "python benchmarks/sample_quality.py --t10k DIR " + " ".join(
                   f"--{k} {v}" for k, v in (("samples", args.samples), ("seeds", ",".join(map(str, args.seeds))),
-                                            ("temperatures", args.temperatures))) + " RUN...",
+                                            ("temperatures", args.temperatures),
+                                            ("samplers", args.samplers))) + " RUN...",
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f} at the end",
               "rows": rows}
     from vae_cli.atomic import write_json

@@ -236,6 +236,17 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     rows = json.loads((runs / "quality.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["an older row", str(preset)] and rows[1]["epochs"] == 2
     assert rows[1]["requested"]["settings"]["epochs"] == 2 and len(list(runs.glob("*-tiny"))) == 2
+    # ... and when only the samplers changed (a row saved before gmm was fitted to posterior draws),
+    # scores its sample columns again from its run directory, training nothing
+    saved = json.loads((runs / "quality.json").read_text())
+    stale = {**saved["rows"][1], "requested": {**saved["rows"][1]["requested"], "samplers": ["prior", "gmm"]},
+             "sample_quality": {}}
+    (runs / "quality.json").write_text(json.dumps({**saved, "rows": [saved["rows"][0], stale]}))
+    assert _script_exit([*argv, "--reuse"]) == 0
+    assert "sample quality scored again" in capsys.readouterr().out and len(list(runs.glob("*-tiny"))) == 2
+    rescored = json.loads((runs / "quality.json").read_text())["rows"][1]
+    assert rescored["requested"]["samplers"] == ["prior", "gmm fitted to posterior draws"]
+    assert set(rescored["sample_quality"]) == {"prior", "gmm"} and rescored["epochs"] == 2
     # with nothing to train, --reuse redraws the table from the saved rows
     readme.write_text("<!-- quality-table:start -->\n<!-- quality-table:end -->\n")
     assert _script_exit([*argv[:2], "--presets", "", *argv[4:], "--reuse"]) == 0
