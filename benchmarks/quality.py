@@ -56,19 +56,24 @@ ABLATIONS = {
     "no-batch-norm": ("quality without batch norm", {"batch_norm": False}, "removes"),
     "mlp": ("quality with the mlp arch (no convolutions)", {"arch": "mlp"}, "removes"),
     "constant-lr": ("quality with a constant learning rate", {"lr_schedule": "constant"}, "removes"),
-    "no-warmup": ("quality without KL warm-up", {"kl_warmup_epochs": 0}, "removes"),
-    "free-bits": ("quality + free bits 0.25 nats/unit", {"free_bits": 0.25}, "adds"),
+    # the preset has none: warm-up from a KL weight of 0 let the KL blow up in epoch 1 for some seeds
+    "warmup": ("quality + KL warm-up over 10 epochs", {"kl_warmup_epochs": 10}, "adds"),
+    # free bits and IWAE training need the standard prior's closed-form KL / log p(z): they replace mog:100
+    "free-bits": ("quality + free bits 0.25 nats/unit (standard prior)", {"free_bits": 0.25, "prior": "standard"},
+                  "adds"),
     # K=5 decodes 5x as many images per step: a fifth of the epochs keeps the compute about equal
-    "iwae": ("quality + IWAE K=5, a fifth of the epochs", {"iw_train": 5, "kl_warmup_epochs": 2}, "adds"),
+    "iwae": ("quality + IWAE K=5, a fifth of the epochs (standard prior)",
+             {"iw_train": 5, "kl_warmup_epochs": 2, "prior": "standard"}, "adds"),
     "binarize": ("quality + dynamic binarisation", {"binarize": True}, "adds"),
     "gaussian-learned": ("quality + learned-variance Gaussian", {"likelihood": "gaussian-learned"}, "adds"),
 }
-# The quality preset with a learned prior, at full length. The VampPrior refuses batch norm (it
-# encodes its pseudo-inputs as a batch of their own), so it comes with an unchanged-prior run
+# The quality preset with another prior, at full length. The VampPrior refuses batch norm (it
+# encodes its pseudo-inputs as a batch of their own), so it comes with the preset's own prior
 # without batch norm, its reference.
-PRIORS = {
-    "mog": ("quality + mixture-of-Gaussians prior (mog:10)", {"prior": "mog:10"}),
-    "vamp": ("quality + VampPrior (vamp:50), without batch norm", {"prior": "vamp:50", "batch_norm": False}),
+PRIORS = {  # the quality preset's own prior is a learned 100-component mixture (mog:100)
+    "standard": ("quality with the standard prior N(0, I)", {"prior": "standard"}),
+    "mog": ("quality with a 10-component mixture prior (mog:10)", {"prior": "mog:10"}),
+    "vamp": ("quality with a VampPrior (vamp:50), without batch norm", {"prior": "vamp:50", "batch_norm": False}),
     "no-batch-norm": ("quality without batch norm (the VampPrior's reference)", {"batch_norm": False}),
 }
 SAMPLERS = ("prior", "gmm")  # vae-eval --sampler: the run's prior, and a 10-component GMM on its codes

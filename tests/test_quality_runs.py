@@ -171,7 +171,7 @@ def _script_exit(argv):
     (lambda tmp: ["--readme", str(tmp / "README.md")], "has no <!-- quality-table:start -->"),
     (lambda tmp: ["--iw-examples", "ten"], "--iw-examples: invalid int value"),
     (lambda tmp: ["--ablations", "no-shift,nope"], "--ablations: unknown nope; expected keys of no-shift"),
-    (lambda tmp: ["--priors", "mog,nope"], "--priors: unknown nope; expected keys of mog, vamp"),
+    (lambda tmp: ["--priors", "mog,nope"], "--priors: unknown nope; expected keys of standard, mog, vamp"),
     (lambda tmp: ["--samples", "5"], "--samples: expected 0 (no sample quality) or an integer from 10"),
     (lambda tmp: ["--samples", "20000"], "--samples: 20,000 samples need as many test digits"),
     (lambda tmp: ["--presets", "", "--no-baseline", "--ablations", "none", "--priors", "none"], "nothing to train"),
@@ -254,21 +254,24 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     assert f"| {preset} | mlp | 4 |" in readme.read_text()
 
 
-def test_prior_rows_are_the_quality_preset_with_a_learned_prior(mnist_t10k_dir):
+def test_prior_rows_are_the_quality_preset_with_another_prior(mnist_t10k_dir):
     script = _load_script()
     args = script.build_parser().parse_args(["--test-data", str(mnist_t10k_dir), "--presets", "mlp",
                                              "--no-baseline", "--ablations", "none"])
     rows = {label: (preset, kind) for label, preset, _, kind in script.variants(args)}
     priors = {label: script.requested(preset, changes, kind, args)["settings"]
               for label, preset, changes, kind in script.variants(args) if kind == "prior"}
-    assert rows["mlp"] == ("mlp", "preset") and len(priors) == 3
+    assert rows["mlp"] == ("mlp", "preset") and len(priors) == 4
     quality = script.run_config("quality", {}, args)
-    mog, vamp, reference = priors.values()
-    assert mog["prior"] == "mog:10" and mog["batch_norm"] == quality.batch_norm
-    assert mog["epochs"] == quality.epochs and mog["latent_dim"] == quality.latent_dim
-    # the VampPrior refuses batch norm, so it is judged against a standard-prior run without it
+    assert quality.prior == "mog:100"  # the preset's own learned mixture
+    standard, mog, vamp, reference = priors.values()
+    assert standard["prior"] == "standard" and mog["prior"] == "mog:10"
+    for row in (standard, mog):
+        assert row["batch_norm"] == quality.batch_norm and row["epochs"] == quality.epochs
+        assert row["latent_dim"] == quality.latent_dim and row["hidden_dim"] == quality.hidden_dim
+    # the VampPrior refuses batch norm, so it is judged against the preset without it
     assert (vamp["prior"], vamp["batch_norm"]) == ("vamp:50", False)
-    assert (reference["prior"], reference["batch_norm"]) == ("standard", False)
+    assert (reference["prior"], reference["batch_norm"]) == ("mog:100", False)
 
 
 def test_ablation_table_says_whether_each_lever_helped():
