@@ -328,10 +328,11 @@ def test_another_host_is_served_only_with_a_one_line_warning(capsys):
     assert len(err) == 2 and err[0].startswith("vae-explore: warning: serving on 0.0.0.0")
 
 
-def _start_command(tmp_path, *args) -> tuple[subprocess.Popen, str]:
+def _start_command(tmp_path, *args, preexec_fn=None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", *args, "--port", "0", "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            preexec_fn=preexec_fn)
     line = proc.stdout.readline()  # printed once the page can be served
     match = re.search(r"http://127\.0\.0\.1:\d+/", line)
     assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
@@ -347,6 +348,26 @@ def _call(url: str, path: str, body=None, headers=None) -> int:
     status = conn.getresponse().status
     conn.close()
     return status
+
+
+def _ignore_and_block_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as nohup, background jobs and some supervisors start it
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_ctrl_c_stops_the_command_even_when_it_started_with_sigint_ignored_and_blocked(tmp_path):
+    proc, url = _start_command(tmp_path, preexec_fn=_ignore_and_block_sigint)
+    try:
+        assert _call(url, "/api/info") == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0 and err.strip().endswith("vae-explore: stopped")
 
 
 def test_command_serves_the_pretrained_run_under_load_and_stops_on_ctrl_c(tmp_path):

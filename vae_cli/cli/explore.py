@@ -38,10 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM stops the server the way Ctrl-C does: socket closed, one line, exit 0."""
+    """SIGTERM stops the server the way Ctrl-C does: socket closed, one line, exit 0. Ctrl-C
+    (SIGINT) stops it even when the process started with SIGINT ignored or blocked, as children
+    of some shells and supervisors do: a server that cannot be stopped with Ctrl-C is a trap."""
     def stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def main(argv: list[str] | None = None) -> int:
