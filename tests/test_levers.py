@@ -219,6 +219,19 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
     assert float(_make_optimizer(Config(learning_rate=0.002), 5).learning_rate) == pytest.approx(0.002)
 
 
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_weight_decay_shrinks_each_weight_by_learning_rate_times_decay(name):
+    # with a zero gradient the optimizer's own step is 0, so only the decay moves the weight
+    opt = _make_optimizer(Config(learning_rate=0.1, weight_decay=0.5, optimizer=name), steps_per_epoch=5)
+    weight = keras.Variable(np.array([2.0, -4.0], dtype="float32"))
+    opt.apply_gradients([(np.zeros(2, dtype="float32"), weight)])
+    np.testing.assert_allclose(np.asarray(weight), [2.0 * 0.95, -4.0 * 0.95], rtol=1e-6)
+    plain = _make_optimizer(Config(learning_rate=0.1, optimizer=name), steps_per_epoch=5)
+    kept = keras.Variable(np.array([2.0, -4.0], dtype="float32"))
+    plain.apply_gradients([(np.zeros(2, dtype="float32"), kept)])
+    np.testing.assert_array_equal(np.asarray(kept), [2.0, -4.0])
+
+
 def test_validation_neg_elbo_reads_recon_plus_kl():
     assert validation_neg_elbo({"val_recon": 90.0, "val_kl": 10.5, "val_loss": 1.0}) == 100.5
     assert validation_neg_elbo({"val_loss": 7.0}) == 7.0
@@ -244,6 +257,8 @@ def test_best_epoch_and_patience_follow_the_elbo_not_val_loss():
     ({"iw_train": 0}, "--iw-train: expected an integer from 1"),
     ({"patience": -1}, "--patience: expected an integer from 0"),
     ({"lr_schedule": "step"}, "--lr-schedule: expected one of constant, cosine"),
+    ({"weight_decay": -0.1}, "--weight-decay: expected a number >= 0 and < 1"),
+    ({"weight_decay": 1.0}, "--weight-decay: expected a number >= 0 and < 1"),
     ({"binarize": "yes"}, "--binarize: expected true or false"),
     ({"free_bits": 0.5, "iw_train": 5}, "--free-bits 0.5 applies to the ELBO's KL term"),
 ])

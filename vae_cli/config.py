@@ -205,6 +205,10 @@ class Config:
     patience: int = _knob(0,
         "stop when the validation -ELBO has not improved for this many epochs and keep the best "
         "epoch's weights (0: train every epoch and keep the last)", bounds=Bounds(0, MANY))
+    weight_decay: float = _knob(0.0,
+        "decoupled weight decay (Loshchilov and Hutter 2019): each step also shrinks every weight "
+        "by learning rate x this fraction, against overfitting small datasets (0: off)",
+        bounds=Bounds(0.0, 1.0, high_open=True))
     optimizer: str = _knob("adam", "optimizer", choices=OPTIMIZERS)
     seed: int = _knob(0, "seeds the data split, weights and sampling", bounds=Bounds(0, 2**31 - 1))
     strategy: str = _knob("auto",

@@ -84,9 +84,11 @@ def _make_optimizer(config: Config, steps_per_epoch: int):
     if config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
+    # Keras applies weight_decay decoupled from the gradient (AdamW's rule) in every optimizer
+    decay = config.weight_decay or None
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.RMSprop(learning_rate, weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate, weight_decay=decay)
 
 
 def train(config: Config, data: Dataset, run: rundir.RunDir, *, log=print, strategy=None,
