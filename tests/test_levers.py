@@ -16,6 +16,7 @@ from vae_cli.evaluate import evaluate
 from vae_cli.layers import Binarize, IWAELoss, IWSampling, KLDivergence, ReconstructionLoss, Sampling, TileRows
 from vae_cli.losses import free_bits_kl, kl_divergence, reconstruction_nll
 from vae_cli.models import PIXEL_LOG_VAR_MIN, build_vae
+from vae_cli.run import RunDir, load_run, save_config
 from vae_cli.trainer import _make_optimizer
 
 # ------------------------------------------------------------------------------ KL warm-up
@@ -260,6 +261,7 @@ def test_best_epoch_and_patience_follow_the_elbo_not_val_loss():
     ({"weight_decay": -0.1}, "--weight-decay: expected a number >= 0 and < 1"),
     ({"weight_decay": 1.0}, "--weight-decay: expected a number >= 0 and < 1"),
     ({"binarize": "yes"}, "--binarize: expected true or false"),
+    ({"activation": "tanh"}, "--activation: expected one of relu, silu"),
     ({"free_bits": 0.5, "iw_train": 5}, "--free-bits 0.5 applies to the ELBO's KL term"),
 ])
 def test_bad_lever_settings_are_refused_with_one_clear_message(overrides, message):
@@ -301,6 +303,46 @@ def test_hidden_layers_and_batch_norm_and_safe_mode_reload(tmp_path):
     np.testing.assert_allclose(np.asarray(decoder(z)), np.asarray(again(z)), atol=1e-6)
     enc = keras.models.load_model(tmp_path / "encoder.keras", safe_mode=True)
     np.testing.assert_allclose(np.asarray(encoder(x)[0]), np.asarray(enc(x)[0]), atol=1e-6)
+
+
+def _silu(a):
+    return a / (1.0 + np.exp(-a))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_silu_activation_is_x_times_sigmoid_x_in_every_hidden_layer(batch_norm):
+    config = Config(arch="mlp", hidden_dim=3, latent_dim=2, activation="silu", batch_norm=batch_norm)
+    _, decoder, _ = build_vae(config, (2, 2, 1))
+    rng = np.random.default_rng(0)
+    for w in decoder.weights:  # arbitrary values, a variance above 0
+        w.assign(rng.uniform(0.5, 2.0, w.shape) if "variance" in w.path else rng.standard_normal(w.shape))
+    z = rng.standard_normal((4, 2)).astype(np.float32)
+    weights = {w.path: np.asarray(w) for w in decoder.weights}
+    h = z @ weights["hidden/kernel"]
+    if batch_norm:  # inference: the moving statistics
+        mean, var = weights["hidden_bn/moving_mean"], weights["hidden_bn/moving_variance"]
+        h = (h - mean) / np.sqrt(var + 1e-3) * weights["hidden_bn/gamma"] + weights["hidden_bn/beta"]
+    else:
+        h = h + weights["hidden/bias"]
+    logits = _silu(h) @ weights["pixels/kernel"] + weights["pixels/bias"]
+    expected = (1.0 / (1.0 + np.exp(-logits))).reshape(4, 2, 2, 1)
+    np.testing.assert_allclose(np.asarray(decoder(z, training=False)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["conv", "strided"])
+def test_silu_reaches_the_conv_stages_and_the_run_reloads_to_identical_outputs(tmp_path, arch):
+    config = Config(arch=arch, latent_dim=2, hidden_dim=8, conv_filters=(4, 8), batch_norm=True, activation="silu")
+    models = build_vae(config, (12, 12, 1))
+    stages = [layer for layer in models.encoder.layers + models.decoder.layers if layer.name[:-1] in
+              ("conv", "down", "deconv", "up")]
+    assert len(stages) == 4 and all(layer.activation is keras.activations.silu for layer in stages)
+    assert models.decoder.get_layer("grid_silu")
+    save_config(RunDir(tmp_path), config, (12, 12, 1), None, {"requested": config.dataset})
+    models.vae.save_weights(tmp_path / "vae.weights.h5")
+    run = load_run(tmp_path)
+    assert run.config.activation == "silu"
+    z = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(run.decoder(z)), np.asarray(models.decoder(z)))
 
 
 def test_shift_augmentation_moves_training_images_by_whole_pixels_only():

@@ -23,6 +23,7 @@ ARCHS = ("mlp", "conv", "strided")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "rmsprop")
+ACTIVATIONS = ("relu", "silu")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 CHANNELS = (0, 1, 3)  # 0: as stored
 MAX_IMAGE_SIDE = 4096
@@ -168,8 +169,11 @@ class Config:
     hidden_dim: int = _knob(512, "width of the dense hidden layers", bounds=Bounds(1, 65536))
     hidden_layers: int = _knob(1,
         "dense hidden layers in the encoder (after the conv stages) and in the decoder", bounds=Bounds(1, 16))
+    activation: str = _knob("relu",
+        "nonlinearity of every hidden layer: relu, or silu (x * sigmoid(x), also called swish)",
+        choices=ACTIVATIONS)
     batch_norm: bool = _knob(False,
-        "batch normalisation before the ReLU of each dense layer (Sonderby et al. 2016)")
+        "batch normalisation before the activation of each dense layer (Sonderby et al. 2016)")
     conv_filters: tuple[int, ...] = _knob((32, 32),
         "conv/strided arch: filters per stage, comma separated (the decoder mirrors them)", check=_check_filters)
     likelihood: str = _knob("bernoulli",

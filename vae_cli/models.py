@@ -86,19 +86,21 @@ def _join_label(h, label):
     return h if label is None else layers.Concatenate(name="with_label")([h, label])
 
 
-def _dense_relu(config: Config, h, units: int, name: str):
-    """Dense + ReLU, with batch normalisation before the ReLU when config.batch_norm."""
+def _dense_act(config: Config, h, units: int, name: str):
+    """Dense + config.activation, with batch normalisation before the activation when config.batch_norm."""
     if not config.batch_norm:
-        return layers.Dense(units, activation="relu", name=name)(h)
+        return layers.Dense(units, activation=config.activation, name=name)(h)
     h = layers.Dense(units, use_bias=False, name=name)(h)  # the normalisation's shift is the bias
     h = layers.BatchNormalization(name=f"{name}_bn")(h)
-    return layers.ReLU(name=f"{name}_relu")(h)
+    if config.activation == "relu":  # the ReLU layer every run had before the activation knob
+        return layers.ReLU(name=f"{name}_relu")(h)
+    return layers.Activation(config.activation, name=f"{name}_{config.activation}")(h)
 
 
 def _hidden_layers(config: Config, h):
     """config.hidden_layers x Dense(hidden_dim): (batch, n) -> (batch, hidden_dim)."""
     for i in range(1, config.hidden_layers + 1):
-        h = _dense_relu(config, h, config.hidden_dim, "hidden" if i == 1 else f"hidden{i}")
+        h = _dense_act(config, h, config.hidden_dim, "hidden" if i == 1 else f"hidden{i}")
     return h
 
 
@@ -106,10 +108,10 @@ def _encoder_stages(config: Config, h):
     """(batch, H, W, C) -> (batch, ceil(H / 2^n), ceil(W / 2^n), filters[-1])."""
     for i, filters in enumerate(config.conv_filters, start=1):
         if config.arch == "conv":
-            h = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(h)
+            h = layers.Conv2D(filters, 3, padding="same", activation=config.activation, name=f"conv{i}")(h)
             h = layers.MaxPooling2D(2, padding="same", name=f"pool{i}")(h)
         else:  # strided: the convolution learns its own downsampling
-            h = layers.Conv2D(filters, 4, strides=2, padding="same", activation="relu", name=f"down{i}")(h)
+            h = layers.Conv2D(filters, 4, strides=2, padding="same", activation=config.activation, name=f"down{i}")(h)
     return h
 
 
@@ -117,12 +119,12 @@ def _decoder_stages(config: Config, h, fused: bool):
     """(batch, gh, gw, filters[-1]) -> (batch, gh * 2^n, gw * 2^n, filters[0])."""
     for i, f in enumerate(config.conv_filters[::-1], start=1):
         if config.arch == "conv" and fused:  # UpSampling2D(2) then Conv2D(f, 3, "same") as one cheaper op
-            h = UpsampleConv2D(f, activation="relu", name=f"deconv{i}")(h)
+            h = UpsampleConv2D(f, activation=config.activation, name=f"deconv{i}")(h)
         elif config.arch == "conv":
             h = layers.UpSampling2D(2, name=f"upsample{i}")(h)
-            h = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"deconv{i}")(h)
+            h = layers.Conv2D(f, 3, padding="same", activation=config.activation, name=f"deconv{i}")(h)
         else:
-            h = layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu", name=f"up{i}")(h)
+            h = layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation=config.activation, name=f"up{i}")(h)
     return h
 
 
@@ -182,7 +184,7 @@ def build_decoder(config: Config, input_shape, num_classes: int | None = None, *
     if config.arch != "mlp":
         filters = config.conv_filters[-1]
         gh, gw = _conv_grid(input_shape, len(config.conv_filters))
-        h = _dense_relu(config, h, gh * gw * filters, "grid")
+        h = _dense_act(config, h, gh * gw * filters, "grid")
         h = layers.Reshape((gh, gw, filters), name="reshape")(h)  # (batch, gh, gw, f)
         h = _decoder_stages(config, h, fused)
         extra_h, extra_w = h.shape[1] - height, h.shape[2] - width
