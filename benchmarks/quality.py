@@ -56,6 +56,8 @@ ABLATIONS = {
     "no-batch-norm": ("quality without batch norm", {"batch_norm": False}, "removes"),
     "mlp": ("quality with the mlp arch (no convolutions)", {"arch": "mlp"}, "removes"),
     "constant-lr": ("quality with a constant learning rate", {"lr_schedule": "constant"}, "removes"),
+    "no-weight-decay": ("quality without weight decay", {"weight_decay": 0.0}, "removes"),
+    "relu": ("quality with relu instead of silu", {"activation": "relu"}, "removes"),
     # the preset has none: warm-up from a KL weight of 0 let the KL blow up in epoch 1 for some seeds
     "warmup": ("quality + KL warm-up over 10 epochs", {"kl_warmup_epochs": 10}, "adds"),
     # free bits and IWAE training need the standard prior's closed-form KL / log p(z): they replace mog:100

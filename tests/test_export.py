@@ -23,7 +23,7 @@ FORMATS = ["keras", "savedmodel", "tflite",
 RUNS = {  # name: vae-train flags; 12x10 images, so the conv decoders crop 12x12 back to 12x10
     "mlp-conditional": ["--arch", "mlp", "--conditional", "--batch-norm"],
     "conv-conditional-gaussian-learned": ["--arch", "conv", "--conditional", "--likelihood", "gaussian-learned"],
-    "strided": ["--arch", "strided"],
+    "strided": ["--arch", "strided", "--batch-norm", "--activation", "silu"],  # the quality preset's layers
 }
 N = 5
 
