@@ -31,21 +31,24 @@ def _inputs(a: np.ndarray, labels: np.ndarray | None):
     return a if labels is None else [a, np.asarray(labels, dtype=np.float32)]
 
 
+def _posterior(encoder, x: np.ndarray, labels, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """z_mean and z_log_var of every image, each (N, latent_dim)."""
+    if len(x) == 0:
+        empty = np.zeros((0, encoder.output_shape[0][-1]), np.float32)
+        return empty, empty
+    z_mean, z_log_var, _ = backend.predict(encoder, _inputs(np.asarray(x, np.float32), labels), batch_size)
+    return np.asarray(z_mean), np.asarray(z_log_var)
+
+
 def encode_mean(encoder, x: np.ndarray, labels=None, batch_size: int = DECODE_BATCH) -> np.ndarray:
     """z_mean of every image, (N, latent_dim)."""
-    if len(x) == 0:
-        return np.zeros((0, encoder.output_shape[0][-1]), np.float32)
-    z_mean, _, _ = backend.predict(encoder, _inputs(np.asarray(x, np.float32), labels), batch_size)
-    return np.asarray(z_mean, dtype=np.float32)
+    return _posterior(encoder, x, labels, batch_size)[0].astype(np.float32)
 
 
 def encode_draw(encoder, x: np.ndarray, rng: np.random.Generator, labels=None,
                 batch_size: int = DECODE_BATCH) -> np.ndarray:
     """One z ~ q(z | x) = N(z_mean, exp(z_log_var)) per image, (N, latent_dim), drawn with rng."""
-    if len(x) == 0:
-        return np.zeros((0, encoder.output_shape[0][-1]), np.float32)
-    z_mean, z_log_var, _ = backend.predict(encoder, _inputs(np.asarray(x, np.float32), labels), batch_size)
-    z_mean, z_log_var = np.asarray(z_mean, np.float64), np.asarray(z_log_var, np.float64)
+    z_mean, z_log_var = (a.astype(np.float64) for a in _posterior(encoder, x, labels, batch_size))
     return (z_mean + np.exp(0.5 * z_log_var) * rng.standard_normal(z_mean.shape)).astype(np.float32)
 
 

@@ -52,7 +52,7 @@ def _training_codes(run, limit: int):
     and a line saying which.
 
     Draws, not z_mean: the mixture stands in for the aggregate posterior q(z) = mean over x of
-    q(z | x), and the means alone are less spread than that. Measured on the quality preset's run
+    q(z | x), and the means alone are less spread than that. Measured on an earlier quality preset's run
     (1,000 samples, seed 0): fitted to z_mean, gmm-10 gave FD 12.6, precision 0.86 and recall 0.73
     (prior sampling: 55.9, 0.72, 0.79); fitted to draws, FD 17.1, precision 0.82, recall 0.76."""
     import numpy as np
