@@ -297,6 +297,8 @@ def test_raw_malformed_requests_leave_the_server_answering(mlp_server):
 
 
 def test_command_refuses_a_taken_port_and_a_bad_run(capsys, tmp_path, mlp_run):
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -312,6 +314,9 @@ def test_command_refuses_a_taken_port_and_a_bad_run(capsys, tmp_path, mlp_run):
     assert explore_main(["pretrained:nope", "--port", "0", "--no-browser"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pretrained:mnist" in err[0]
+    # run in-process, the command leaves the caller's signal handlers and mask as they were
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    assert mask is None or signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
 
     with pytest.raises(SystemExit) as stop:
         explore_main(["--port", "70000"])
@@ -329,7 +334,8 @@ def test_another_host_is_served_only_with_a_one_line_warning(capsys):
 
 
 def _start_command(tmp_path, *args, preexec_fn=None) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "PYTHONFAULTHANDLER": "1"}  # stacks on SIGABRT, for _communicate_or_explain
     proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", *args, "--port", "0", "--no-browser"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
                             preexec_fn=preexec_fn)
@@ -362,12 +368,23 @@ def test_ctrl_c_stops_the_command_even_when_it_started_with_sigint_ignored_and_b
         assert _call(url, "/api/info") == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        out, err = _communicate_or_explain(proc)
     assert proc.returncode == 0 and err.strip().endswith("vae-explore: stopped")
+
+
+def _communicate_or_explain(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """proc's output once it exits; if it does not, fail with what each of its threads blocks
+    and has pending, and the Python stacks faulthandler prints on SIGABRT."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        threads = []
+        for task in sorted(Path(f"/proc/{proc.pid}/task").glob("*")):
+            fields = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
+            threads.append(f"{fields['Name'].strip()} blk={fields['SigBlk'].strip()} pnd={fields['SigPnd'].strip()}")
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate()
+        pytest.fail(f"still running {timeout:.0f} s after the signal; threads: {threads}; stderr: {err[-4000:]}")
 
 
 def test_command_serves_the_pretrained_run_under_load_and_stops_on_ctrl_c(tmp_path):
@@ -401,11 +418,7 @@ def test_command_serves_the_pretrained_run_under_load_and_stops_on_ctrl_c(tmp_pa
         assert _call(url, "/api/decode", {"z": [0.0, 0.0]}) == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=120)  # generous: a loaded CI machine, not a speed check
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        out, err = _communicate_or_explain(proc)  # generous: a loaded CI machine, not a speed check
     assert proc.returncode == 0 and "Traceback" not in err and err.strip().endswith("vae-explore: stopped")
     with pytest.raises(OSError):  # the port is closed
         socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/"))), timeout=5).close()

@@ -5,12 +5,13 @@ on vae-train processes, is in test_resume.py."""
 
 import os
 import signal
+import threading
 
 import pytest
 
 from vae_cli.callbacks import StopAtSafePoint
 from vae_cli.errors import Interrupted
-from vae_cli.signals import StopSignals
+from vae_cli.signals import StopSignals, queued_stops, take_stop
 
 
 def send(sig: int) -> None:
@@ -55,3 +56,19 @@ def test_the_previous_handlers_come_back():
     with StopSignals():
         assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "sigtimedwait"), reason="POSIX signal queues")
+def test_a_server_takes_queued_stops_from_its_own_loop_and_leaves_the_handlers_as_they_were():
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    main = threading.get_ident()  # thread-directed: this test process has other threads
+    with queued_stops():
+        signal.pthread_kill(main, signal.SIGTERM)  # no handler runs: it waits in the queue
+        signal.pthread_kill(main, signal.SIGINT)
+        assert {take_stop(), take_stop()} == {signal.SIGINT, signal.SIGTERM}
+        assert take_stop() is None
+        signal.pthread_kill(main, signal.SIGINT)  # one nobody took is dropped on the way out
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+    assert take_stop() is None

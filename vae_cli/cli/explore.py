@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
+from ..signals import queued_stops
 from .common import Parser, int_in, quiet_tensorflow, run_main
 
 DEFAULT_RUN = "pretrained:mnist"
@@ -37,27 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM stops the server the way Ctrl-C does: socket closed, one line, exit 0. Ctrl-C
-    (SIGINT) stops it even when the process started with SIGINT ignored or blocked, as children
-    of some shells and supervisors do: a server that cannot be stopped with Ctrl-C is a trap."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet_tensorflow()
-    from ..explore.server import explore
+    # Ctrl-C and SIGTERM stop the server (socket closed, one line, exit 0); set up before
+    # TensorFlow starts its threads, which inherit the signal mask
+    with queued_stops():
+        quiet_tensorflow()
+        from ..explore.server import explore
 
-    _stop_on_sigterm()
-    return run_main(parser.prog, lambda: explore(args.run, host=args.host, port=args.port,
-                                                 open_browser=not args.no_browser))
+        return run_main(parser.prog, lambda: explore(args.run, host=args.host, port=args.port,
+                                                     open_browser=not args.no_browser))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
+from ..signals import take_stop
 from . import api
 from .space import LatentSpace
 
@@ -97,6 +98,10 @@ class ExploreServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
+
+    def service_actions(self):
+        if take_stop() is not None:  # Ctrl-C or SIGTERM, queued by signals.queued_stops
+            raise KeyboardInterrupt
 
     def handle_error(self, request, client_address):
         pass  # a client that hung up or sent garbage is its own problem, not the console's
