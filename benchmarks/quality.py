@@ -20,7 +20,8 @@ settings, test data and evaluation sizes). --reuse keeps the file's rows: a row 
 make is kept when its label and "requested" are unchanged and made again otherwise (e.g. after
 configs/quality.json changed); when only the samplers changed (what vae-cli fits gmm to) and the
 run directory is still there, only its sample columns are scored again; rows this call does not
-make stay as they are.
+make stay as they are, except ablation and prior rows whose label no key of ABLATIONS or PRIORS
+makes any more (a lever renamed or removed): those are dropped, each with a line saying so.
 """
 
 from __future__ import annotations
@@ -446,6 +447,12 @@ def _saved_rows(path: Path) -> list[dict]:
         raise UsageError(f"--reuse: {path} is not a quality.json this script wrote ({e})") from None
 
 
+def _obsolete(row: dict) -> bool:
+    """An ablation or prior row that no key of ABLATIONS or PRIORS makes any more."""
+    labels = {label for label, _, _ in ABLATIONS.values()} | {label for label, _ in PRIORS.values()}
+    return row.get("kind") in ("removes", "adds", "prior") and row["label"] not in labels
+
+
 def quality_command(args) -> int:
     check_args(args)
     quiet_tensorflow()
@@ -469,6 +476,16 @@ def quality_command(args) -> int:
     def log(message):
         print(message, flush=True)
 
+    def save():
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"rows": rows, "protocol": protocol(rows, source, floor),
+                                         "test_pixel_entropy": floor}, indent=2) + "\n")
+
+    for row in filter(_obsolete, rows):
+        log(f"{row['label']}: dropped from {json_path} (no ablation or prior of this script makes it any more)")
+    if any(map(_obsolete, rows)):
+        rows = [row for row in rows if not _obsolete(row)]
+        save()
     for label, preset, changes, kind in todo:
         old = next((i for i, r in enumerate(rows) if r["label"] == label), None)
         want = requested(preset, changes, kind, args)
@@ -481,9 +498,7 @@ def quality_command(args) -> int:
             rows.append(row)
         else:
             rows[old] = row
-        json_path.parent.mkdir(parents=True, exist_ok=True)  # every finished row is kept at once
-        json_path.write_text(json.dumps({"rows": rows, "protocol": protocol(rows, source, floor),
-                                         "test_pixel_entropy": floor}, indent=2) + "\n")
+        save()  # every finished row is kept at once
     text = markdown_table(rows) + "\n" + protocol(rows, source, floor)
     print("\n" + text)
     if args.readme:

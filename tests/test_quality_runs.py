@@ -224,9 +224,12 @@ def test_script_trains_scores_and_writes_the_readme_table(tmp_path, mnist_t10k_d
     saved = json.loads((runs / "quality.json").read_text())
     old = {**row, "label": "an older row", "run": "/x/20261123-170953-mlp"}
     del old["sample_quality"], old["requested"]
-    (runs / "quality.json").write_text(json.dumps({**saved, "rows": [old, row]}))
+    renamed = {**old, "label": "quality without KL warm-up", "kind": "removes"}  # a lever no key makes now
+    (runs / "quality.json").write_text(json.dumps({**saved, "rows": [old, renamed, row]}))
     assert _script_exit([*argv, "--reuse"]) == 0
-    assert f"{preset}: kept from" in capsys.readouterr().out and len(list(runs.glob("*-tiny"))) == 1
+    out = capsys.readouterr().out
+    assert f"{preset}: kept from" in out and len(list(runs.glob("*-tiny"))) == 1
+    assert "quality without KL warm-up: dropped from" in out and "without KL warm-up" not in readme.read_text()
     rows = json.loads((runs / "quality.json").read_text())["rows"]
     assert [r["label"] for r in rows] == ["an older row", str(preset)] and rows[1] == row
     assert "| an older row |" in readme.read_text() and "not run†: the row was measured before" in readme.read_text()
