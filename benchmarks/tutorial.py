@@ -127,6 +127,10 @@ def tutorial_vae(encoder, decoder) -> keras.Model:
 
 def main(argv=None) -> int:
     args = argv or sys.argv[1:]
+    if len(args) not in (3, 4) or not all(a.isdigit() for a in args[2:]):
+        print("usage: python benchmarks/tutorial.py DATA.npz OUT_DIR EPOCHS [GRID] (EPOCHS and GRID whole numbers)",
+              file=sys.stderr)
+        return 2
     npz_path, out_dir, epochs = args[:3]
     n = int(args[3]) if len(args) > 3 else 30
     os.makedirs(out_dir, exist_ok=True)
