@@ -290,13 +290,14 @@ def test_ablation_table_says_whether_each_lever_helped():
     base = row("quality", "preset", 100.0, iw_nll=97.0, iw_samples=1000, iw_examples=1000,
                neg_elbo_on_iw_examples=100.5)
     text = script.markdown_table([base, row("no shift", "removes", 103.0), row("no bn", "removes", 99.0),
-                                  row("+ free bits", "adds", 100.5), row("+ binarised", "adds", 80.0,
-                                                                         binarized_test=True)])
+                                  row("+ free bits", "adds", 100.5), row("+ warm-up", "adds", 99.8),
+                                  row("+ binarised", "adds", 80.0, binarized_test=True)])
     lines = {line.split(" |")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
     assert "IW-NLL (K=1000, first 1,000 test digits)" in text and "| 97.00 | 100.50 | 20/32 |" in lines["quality"]
     assert "| +3.00 | the lever helps | not run |" in lines["no shift"]
     assert "| -1.00 | the lever did not help here |" in lines["no bn"]
     assert "| +0.50 | adding it did not help |" in lines["+ free bits"]
+    assert f"| -0.20 | within the seed spread ({script.SEED_SPREAD_NATS:.2f}) |" in lines["+ warm-up"]
     assert "not comparable" in lines["+ binarised (binarised test set: not comparable with grey-level rows)"]
 
 
