@@ -261,6 +261,8 @@ def explore(run: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser
     server = bind(host, port)
     try:
         server.attach(load_space(run))
+        if take_stop() is not None:  # Ctrl-C while the run loaded: no URL for a page that is gone
+            raise KeyboardInterrupt
         print(f"vae-explore: {run} at {server.url} (Ctrl-C stops)", flush=True)
         if open_browser:
             threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
