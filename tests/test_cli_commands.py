@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 
@@ -105,6 +106,25 @@ def test_training_starts_quietly_and_names_graphviz_once(tmp_path):
         assert (run / name).stat().st_size > 1000
 
 
+def test_a_jax_run_on_an_image_folder_starts_quietly_too(tmp_path):
+    """On JAX, TensorFlow is imported only for the folder's tf.data pipeline, long after the
+    command's quiet start: that import drops the same chatter."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    result = subprocess.run([sys.executable, "-m", "vae_cli.cli.train", "--dataset", f"folder:{tmp_path}",
+                             "--arch", "mlp", "--backend", "jax", "--epochs", "1", "--hidden-dim", "8",
+                             "--batch-size", "4", "--out", str(tmp_path / "runs")],
+                            capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "backend jax" in result.stdout  # it trained on JAX
+    assert not [noise for noise in STARTUP_NOISE if noise in result.stderr], result.stderr
+
+
 def test_real_messages_still_reach_stderr_after_the_quiet_start():
     code = ("import os, sys, warnings\n"
             "from vae_cli.cli.common import quiet_tensorflow\n"
@@ -121,7 +141,7 @@ def test_real_messages_still_reach_stderr_after_the_quiet_start():
 
 
 def test_startup_filter_keeps_every_line_that_is_not_known_noise():
-    from vae_cli.cli.common import drop_startup_noise
+    from vae_cli.backend import drop_startup_noise
 
     caught = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
               "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on. You may see ...\n"

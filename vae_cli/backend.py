@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,68 @@ def activate(engine: Engine) -> None:
         raise UsageError(f"--backend {engine.name}: Keras is already imported on {already} in this process "
                          f"and cannot switch; use --backend {already}, or start a new process")
     _activated = engine
+
+
+# TensorFlow's start-up chatter, printed on a machine without a GPU before any logging is set up
+# (so TF_CPP_MIN_LOG_LEVEL cannot hide it) and by CUDA stubs of a CPU-only or GPU build.
+STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "Unable to register cuDNN factory",
+    "Unable to register cuFFT factory",
+    "Unable to register cuBLAS factory",
+    "computation placer already registered",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "TF-TRT Warning: Could not find TensorRT",
+)
+
+
+def drop_startup_noise(text: str) -> str:
+    """The lines of `text` that are not TensorFlow start-up noise (see STARTUP_NOISE)."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not any(noise in line for noise in STARTUP_NOISE))
+
+
+@contextlib.contextmanager
+def startup_noise_dropped():
+    """Catch what is written to file descriptor 2 inside the block (C++ libraries write there
+    directly); afterwards write all but the start-up noise to stderr."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = drop_startup_noise(caught.read().decode("utf-8", "replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def import_tensorflow():
+    """TensorFlow, imported the first time with its start-up chatter dropped: the JAX engine
+    imports it only when a run needs it (image folders, tf.data), long after vae-cli's own quiet
+    start-up (cli.common.quiet_tensorflow), so every import of it in vae-cli goes through here."""
+    if "tensorflow" not in sys.modules:
+        with startup_noise_dropped():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # CUDA's probe logs here, not at import
+    import tensorflow as tf
+
+    return tf
 
 
 # ---------------------------------------------------------------- after Keras is imported

@@ -8,26 +8,12 @@ import difflib
 import os
 import re
 import sys
-import tempfile
 import time
 from typing import Callable
 
+from ..backend import startup_noise_dropped
 from ..errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 
-# TensorFlow's start-up chatter, printed on a machine without a GPU before any logging is set up
-# (so TF_CPP_MIN_LOG_LEVEL cannot hide it) and by CUDA stubs of a CPU-only or GPU build.
-STARTUP_NOISE = (
-    "All log messages before absl::InitializeLog() is called are written to STDERR",
-    "oneDNN custom operations are on",
-    "Could not find cuda drivers on your machine",
-    "failed call to cuInit",
-    "Unable to register cuDNN factory",
-    "Unable to register cuFFT factory",
-    "Unable to register cuBLAS factory",
-    "computation placer already registered",
-    "rebuild TensorFlow with the appropriate compiler flags",
-    "TF-TRT Warning: Could not find TensorRT",
-)
 
 
 # A value such as "-0.5,1.2" (vae-sample --z) starts with "-" but is no flag: argparse would read
@@ -94,7 +80,7 @@ def quiet_tensorflow() -> None:
     Hides TensorFlow's C++ start-up chatter: TF_CPP_MIN_LOG_LEVEL for what comes later, and, for
     the lines written before TensorFlow's logging even starts (no variable silences those), the
     import and the first look at the devices run with file descriptor 2 caught in a temporary
-    file; every caught line that is not known noise (STARTUP_NOISE) is then written to stderr.
+    file; every caught line that is not known noise (backend.STARTUP_NOISE) is then written to stderr.
     Also makes OpenMP threads sleep instead of spin while they wait: keras imports scikit-learn,
     whose OpenMP runtime reads this once when it loads, and its spinning threads make t-SNE
     (vae-plot --tsne) an order of magnitude slower whenever other processes share the cores.
@@ -110,38 +96,6 @@ def quiet_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # CUDA's probe logs here, not at import
-
-
-def drop_startup_noise(text: str) -> str:
-    """The lines of `text` that are not TensorFlow start-up noise (see STARTUP_NOISE)."""
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not any(noise in line for noise in STARTUP_NOISE))
-
-
-@contextlib.contextmanager
-def startup_noise_dropped():
-    """Catch what is written to file descriptor 2 inside the block (C++ libraries write there
-    directly); afterwards write all but the start-up noise to stderr."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to keep quiet
-        yield
-        return
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            kept = drop_startup_noise(caught.read().decode("utf-8", "replace"))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
 
 
 def run_main(prog: str, work: Callable[[], int | None]) -> int:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backend import import_tensorflow
 from ..errors import UsageError
 from .base import split_indices
 from .pipeline import steps_per_epoch, stream_batches
@@ -47,7 +48,7 @@ def adapt_images(images, image_size, channels: int):
     (tf.image.rgb_to_grayscale's rounded weights sum to 0.9999); a channel beyond RGB (alpha) is
     dropped. Resizing is bilinear with antialiasing, squashing rather than cropping.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     images = tf.convert_to_tensor(images, tf.float32)
     have = images.shape[-1]
@@ -63,7 +64,7 @@ def adapt_images(images, image_size, channels: int):
 
 
 def _decoder(shape, with_labels: bool):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     height, width, channels = shape
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import import_tensorflow
 from ..errors import UsageError
 
 # TensorFlow can use numpy memory in place only when it starts on this boundary (Eigen's largest
@@ -38,7 +39,7 @@ def stream_batches(elements, count: int, *, batch_size: int, seed: int | None, s
     loops that count steps. decode: maps an element to an image after the shuffle, in parallel;
     elements it fails on are dropped rather than ending the epoch.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     _check_batch_size(batch_size)
     ds = tf.data.Dataset.from_tensor_slices(
@@ -64,7 +65,7 @@ def epoch_keyed_batches(x, *, batch_size: int, seed: int, first_epoch: int, epoc
     seed per iterator, and how many iterators Keras creates is an internal detail a new process
     cannot replay.)
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     _check_batch_size(batch_size)
     arrays = tuple(_as_tensor(a) for a in ((x,) if y is None else (x, y)))
@@ -102,7 +103,7 @@ def _as_tensor(x):
 
     Saves the pipeline's copy of the images: 0.2 GB of a 60,000-digit run's peak memory.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if not isinstance(x, np.ndarray):
         return x

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import import_tensorflow
 from .base import TrainingData
 
 
@@ -35,7 +36,7 @@ def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def conditional_inputs(batches, num_classes: int):
     """(images, labels) batches -> {"x": images, "label": one-hot labels}: the inputs of a
     conditional VAE, keyed by its input names (a dict is never mistaken by fit for targets)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return batches.map(lambda x, y: {"x": x, "label": tf.one_hot(y, num_classes)})
 
@@ -109,7 +110,7 @@ class BinarizedValidation(DataView):
 
     def val_batches(self, batch_size: int, **options):
         """The same batches, each binarised with a key fixed by its index: equal in every epoch."""
-        import tensorflow as tf
+        tf = import_tensorflow()
 
         def draw(index, batch):
             images = batch[0] if isinstance(batch, tuple) else batch
