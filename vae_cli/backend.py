@@ -153,9 +153,10 @@ def startup_noise_dropped():
 
 
 def import_tensorflow():
-    """TensorFlow, imported the first time with its start-up chatter dropped: the JAX engine
-    imports it only when a run needs it (image folders, tf.data), long after vae-cli's own quiet
-    start-up (cli.common.quiet_tensorflow), so every import of it in vae-cli goes through here."""
+    """TensorFlow, imported the first time with its start-up chatter dropped. On the JAX engine
+    the commands' quiet start-up (cli.common.quiet_tensorflow) imports nothing, and TensorFlow
+    comes in later only if the data needs it (image folders, tf.data): the data modules import
+    it through here."""
     if "tensorflow" not in sys.modules:
         with startup_noise_dropped():
             import tensorflow as tf

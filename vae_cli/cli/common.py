@@ -15,7 +15,6 @@ from ..backend import startup_noise_dropped
 from ..errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 
 
-
 # A value such as "-0.5,1.2" (vae-sample --z) starts with "-" but is no flag: argparse would read
 # it as one, as its own negative-number rule only covers a single number.
 _NUMBER_LIST = re.compile(r"^-\.?[0-9][^;,]*[;,]")
