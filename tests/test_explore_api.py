@@ -387,6 +387,34 @@ def _communicate_or_explain(proc: subprocess.Popen, timeout: float = 120) -> tup
         pytest.fail(f"still running {timeout:.0f} s after the signal; threads: {threads}; stderr: {err[-4000:]}")
 
 
+def test_the_browser_it_opens_does_not_inherit_blocked_signals(tmp_path):
+    """vae-explore blocks SIGINT/SIGTERM for its own loop; a browser it starts must not be left
+    unable to be interrupted or terminated. $BROWSER stands in for the browser here."""
+    record = tmp_path / "browser.txt"
+    browser = tmp_path / "browser"
+    browser.write_text(f"#!{sys.executable}\nimport sys\n"
+                       f"status = open('/proc/self/status').read()\n"
+                       f"open({str(record)!r}, 'w').write(sys.argv[1] + '\\n' + status)\n")
+    browser.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "BROWSER": str(browser), "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline()).group(0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (record.is_file() and "SigBlk" in record.read_text()):
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = _communicate_or_explain(proc)
+    opened, status = record.read_text().split("\n", 1)
+    assert opened == url
+    blocked = int(re.search(r"SigBlk:\s*([0-9a-f]+)", status).group(1), 16)
+    assert not blocked & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGTERM - 1))
+    assert proc.returncode == 0 and err.strip().endswith("vae-explore: stopped")
+
+
 def test_command_serves_the_pretrained_run_under_load_and_stops_on_ctrl_c(tmp_path):
     """200 requests at once, five times over (decodes, strips, pages, refusals, 60 KB bodies):
     every one answered, and the server's threads and memory back where they were."""

@@ -56,6 +56,14 @@ def queued_stops() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def unblock_in_this_thread() -> None:
+    """Undo queued_stops's mask in the calling thread only, e.g. one that starts a program (a
+    browser) that must not inherit SIGINT/SIGTERM blocked. A signal the kernel then hands this
+    thread still stops the server: Python runs handlers in the main thread."""
+    if _QUEUES:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNAL_NAMES)
+
+
 def take_stop() -> int | None:
     """The SIGINT or SIGTERM waiting in this process's queue, taken from it; None when none is."""
     if not _QUEUES:

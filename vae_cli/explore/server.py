@@ -20,7 +20,7 @@ from importlib import resources
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
-from ..signals import take_stop
+from ..signals import take_stop, unblock_in_this_thread
 from . import api
 from .space import LatentSpace
 
@@ -251,6 +251,11 @@ def load_space(run: str) -> LatentSpace:
     return LatentSpace(loaded, load_held_out(loaded), name=run)
 
 
+def _open_browser(url: str) -> None:
+    unblock_in_this_thread()  # the browser it may start inherits this thread's signal mask
+    webbrowser.open(url)
+
+
 def explore(run: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True) -> int:
     """Serve the explorer page for `run` until Ctrl-C (or SIGTERM); returns the exit code, 0.
 
@@ -265,7 +270,7 @@ def explore(run: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser
             raise KeyboardInterrupt
         print(f"vae-explore: {run} at {server.url} (Ctrl-C stops)", flush=True)
         if open_browser:
-            threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+            threading.Thread(target=_open_browser, args=(server.url,), daemon=True).start()
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         print("vae-explore: stopped", file=sys.stderr)
