@@ -186,7 +186,7 @@ def test_unlabelled_other_shapes_fall_back_to_pixel_pca(tmp_path):
     from vae_cli.cli.train import main as train
 
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (120, 10, 10), dtype=np.uint8))
+    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (120, 10, 10, 3), dtype=np.uint8))  # colour
     assert train(["--arch", "mlp", "--hidden-dim", "8", "--latent-dim", "2", "--epochs", "1",
                   "--dataset", f"npz:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "runs")]) == 0
     (run,) = (tmp_path / "runs").iterdir()
@@ -195,6 +195,9 @@ def test_unlabelled_other_shapes_fall_back_to_pixel_pca(tmp_path):
     assert sq["protocol"]["feature_network"]["name"] == "pixel-pca"
     assert "pixel-PCA space" in sq["protocol"]["feature_network"]["features"]
     assert "reference_accuracy" not in sq and np.isfinite(sq["frechet_distance"])
+    protocol = json.loads((run / "eval.json").read_text())["protocol"]  # colour values are no grey levels
+    assert protocol["pixels"] == "channel values in [0, 1], not binarised"
+    assert protocol["trained_on"].startswith("108 training images (channel values) of npz:")
 
 
 @pytest.mark.parametrize("argv, message", [

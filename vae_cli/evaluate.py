@@ -206,18 +206,20 @@ def _summary(recon, kl, z_means, iw, iw_samples: int) -> dict:
 
 
 def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: str, seed: int,
-           conditional: bool, binarized: bool, prior: str = "standard") -> dict:
+           conditional: bool, binarized: bool, prior: str = "standard", channels: int = 1) -> dict:
     """The numbers with the protocol that produced them, so they can be set beside the literature.
 
     data: the evaluation images (spec, source, split, n_examples); trained_on: one line on what
     the model learned from, since 4,500 digits and the literature's 60,000 are not comparable.
     """
     k = result.get("iw_samples", 0)
+    grey = channels == 1
     protocol = {
         "data": data,
         "trained_on": trained_on,
-        "pixels": (f"binarised once: each pixel 1 with probability equal to its grey level (seed {seed})"
-                   if binarized else "grey levels in [0, 1], not binarised"),
+        "pixels": (f"binarised once: each {'pixel' if grey else 'channel value'} 1 with probability equal to "
+                   f"{'its grey level' if grey else 'that value'} (seed {seed})" if binarized else
+                   f"{'grey levels' if grey else 'channel values'} in [0, 1], not binarised"),
         "binarized": binarized,
         "likelihood": likelihood,
         "prior": prior,

@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_main(parser.prog, lambda: eval_command(args))
 
 
-def trained_on(config, data: dict) -> str:
+def trained_on(config, data: dict, channels: int) -> str:
     """What the run learned from, from config.json: its dataset, image count and binarisation."""
     count = f"{data['n_train']:,} training images" if isinstance(data.get("n_train"), int) else "training images"
-    how = "dynamically binarised" if config.binarize else "grey levels"
+    how = "dynamically binarised" if config.binarize else "grey levels" if channels == 1 else "channel values"
     return f"{count} ({how}) of {data.get('used') or data.get('requested') or config.dataset}"
 
 
@@ -128,9 +128,9 @@ def eval_command(args: argparse.Namespace) -> int:
                       labels=labels, prior=prior, progress=ProgressLine("vae-eval"))
     data = {"spec": args.dataset or config.dataset, "source": held.source, "split": split,
             "n_examples": len(x)}
-    rep = report(result, run=str(run_path), data=data, trained_on=trained_on(config, run.data),
+    rep = report(result, run=str(run_path), data=data, trained_on=trained_on(config, run.data, x.shape[-1]),
                  likelihood=config.likelihood, seed=args.seed, conditional=run.conditional,
-                 binarized=binarized, prior=config.prior)
+                 binarized=binarized, prior=config.prior, channels=x.shape[-1])
     if args.samples:
         from ..sample_quality import format_line, sample_quality
         from ..samplers import make_sampler
