@@ -95,8 +95,10 @@ def run_measured(cmd: list[str], *, env: dict | None = None, cwd=None, check: bo
         text = "".join(line for _, line in stamped)[-2000:]
         raise RuntimeError(f"could not start {cmd[0]} (launcher exit code {proc.returncode}):\n{text}")
     start, end = float(fields[0]), float(fields[1])
+    # a line is stamped when this process reads it, which on a busy machine can be after the child
+    # exited: every line was written before the end, so a later stamp is this reader's lag
     result = Measured(command=[str(c) for c in cmd], seconds=end - start, peak_rss_bytes=int(fields[3]) * 1024,
-                      exit_code=int(fields[2]), lines=[(t - start, line) for t, line in stamped])
+                      exit_code=int(fields[2]), lines=[(min(t, end) - start, line) for t, line in stamped])
     if check and result.exit_code != 0:
         raise RuntimeError(f"{' '.join(result.command[:5])} ... exited with {result.exit_code}:\n{result.tail()}")
     return result
