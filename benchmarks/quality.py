@@ -489,10 +489,11 @@ def quality_command(args) -> int:
         json_path.write_text(json.dumps({"rows": rows, "protocol": protocol(rows, source, floor),
                                          "test_pixel_entropy": floor}, indent=2) + "\n")
 
-    for row in filter(_obsolete, rows):
+    dropped = [row for row in rows if _obsolete(row)]
+    for row in dropped:
         log(f"{row['label']}: dropped from {json_path} (no ablation or prior of this script makes it any more)")
-    if any(map(_obsolete, rows)):
-        rows = [row for row in rows if not _obsolete(row)]
+    if dropped:
+        rows = [row for row in rows if row not in dropped]
         save()
     for label, preset, changes, kind in todo:
         old = next((i for i, r in enumerate(rows) if r["label"] == label), None)

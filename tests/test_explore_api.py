@@ -333,10 +333,14 @@ def test_another_host_is_served_only_with_a_one_line_warning(capsys):
     assert len(err) == 2 and err[0].startswith("vae-explore: warning: serving on 0.0.0.0")
 
 
-def _start_command(tmp_path, *args, preexec_fn=None) -> tuple[subprocess.Popen, str]:
+def _start_command(tmp_path, *args, preexec_fn=None, browser: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """The command on a free port; with `browser`, it opens the page with that program ($BROWSER)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "PYTHONFAULTHANDLER": "1"}  # stacks on SIGABRT, for _communicate_or_explain
-    proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", *args, "--port", "0", "--no-browser"],
+    if browser is not None:
+        env["BROWSER"] = str(browser)
+    proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", *args, "--port", "0",
+                             *([] if browser else ["--no-browser"])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
                             preexec_fn=preexec_fn)
     line = proc.stdout.readline()  # printed once the page can be served
@@ -397,12 +401,8 @@ def test_the_browser_it_opens_does_not_inherit_blocked_signals(tmp_path):
                        f"status = open('/proc/self/status').read()\n"
                        f"open({str(record)!r}, 'w').write(sys.argv[1] + '\\n' + status)\n")
     browser.chmod(0o755)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "BROWSER": str(browser), "PYTHONFAULTHANDLER": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "vae_cli.cli.explore", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc, url = _start_command(tmp_path, browser=browser)
     try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline()).group(0)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (record.is_file() and "SigBlk" in record.read_text()):
             time.sleep(0.1)

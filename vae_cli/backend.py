@@ -152,16 +152,20 @@ def startup_noise_dropped():
                 sys.stderr.flush()
 
 
+_tensorflow_started = False  # import_tensorflow has imported TensorFlow and probed its devices
+
+
 def import_tensorflow():
-    """TensorFlow, imported the first time with its start-up chatter dropped. On the JAX engine
-    the commands' quiet start-up (cli.common.quiet_tensorflow) imports nothing, and TensorFlow
-    comes in later only if the data needs it (image folders, tf.data): the data modules import
-    it through here."""
-    if "tensorflow" not in sys.modules:
+    """TensorFlow, imported and started the first time with its start-up chatter dropped: the
+    commands' quiet start-up (cli.common.quiet_tensorflow) and, on the JAX engine, whatever needs
+    it later (image folders, tf.data in the data modules) import it through here."""
+    global _tensorflow_started
+    if not _tensorflow_started:
         with startup_noise_dropped():
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # CUDA's probe logs here, not at import
+        _tensorflow_started = True
     import tensorflow as tf
 
     return tf

@@ -205,6 +205,12 @@ def _summary(recon, kl, z_means, iw, iw_samples: int) -> dict:
     return result
 
 
+def pixel_levels(channels: int) -> str:
+    """What the numbers of a pixel are, in the protocol's words: grey levels, or the channel
+    values of a colour image."""
+    return "grey levels" if channels == 1 else "channel values"
+
+
 def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: str, seed: int,
            conditional: bool, binarized: bool, prior: str = "standard", channels: int = 1) -> dict:
     """The numbers with the protocol that produced them, so they can be set beside the literature.
@@ -213,13 +219,13 @@ def report(result: dict, *, run: str, data: dict, trained_on: str, likelihood: s
     the model learned from, since 4,500 digits and the literature's 60,000 are not comparable.
     """
     k = result.get("iw_samples", 0)
-    grey = channels == 1
+    drawn = "each pixel 1 with probability equal to its grey level" if channels == 1 else \
+        "each channel value 1 with probability equal to that value"
     protocol = {
         "data": data,
         "trained_on": trained_on,
-        "pixels": (f"binarised once: each {'pixel' if grey else 'channel value'} 1 with probability equal to "
-                   f"{'its grey level' if grey else 'that value'} (seed {seed})" if binarized else
-                   f"{'grey levels' if grey else 'channel values'} in [0, 1], not binarised"),
+        "pixels": (f"binarised once: {drawn} (seed {seed})" if binarized
+                   else f"{pixel_levels(channels)} in [0, 1], not binarised"),
         "binarized": binarized,
         "likelihood": likelihood,
         "prior": prior,

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Callable
 
-from ..backend import startup_noise_dropped
+from ..backend import import_tensorflow, startup_noise_dropped
 from ..errors import Interrupted, TrainingFailed, UsageError, describe_os_error
 
 
@@ -92,9 +92,8 @@ def quiet_tensorflow() -> None:
         return  # on the JAX engine nothing imports TensorFlow at start-up
     with startup_noise_dropped():
         import keras  # noqa: F401
-        import tensorflow as tf
 
-        tf.config.list_physical_devices()  # CUDA's probe logs here, not at import
+        import_tensorflow()
 
 
 def run_main(prog: str, work: Callable[[], int | None]) -> int:

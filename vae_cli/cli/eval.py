@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def trained_on(config, data: dict, channels: int) -> str:
     """What the run learned from, from config.json: its dataset, image count and binarisation."""
+    from ..evaluate import pixel_levels  # Keras: only once the command runs, never for --help
+
     count = f"{data['n_train']:,} training images" if isinstance(data.get("n_train"), int) else "training images"
-    how = "dynamically binarised" if config.binarize else "grey levels" if channels == 1 else "channel values"
+    how = "dynamically binarised" if config.binarize else pixel_levels(channels)
     return f"{count} ({how}) of {data.get('used') or data.get('requested') or config.dataset}"
 
 

@@ -99,9 +99,8 @@ class ExploreServer(ThreadingHTTPServer):
         finally:
             self.slots.release()
 
-    def service_actions(self):
-        if take_stop() is not None:  # Ctrl-C or SIGTERM, queued by signals.queued_stops
-            raise KeyboardInterrupt
+    def service_actions(self):  # between polls of serve_forever
+        _stop_if_asked()
 
     def handle_error(self, request, client_address):
         pass  # a client that hung up or sent garbage is its own problem, not the console's
@@ -251,6 +250,12 @@ def load_space(run: str) -> LatentSpace:
     return LatentSpace(loaded, load_held_out(loaded), name=run)
 
 
+def _stop_if_asked() -> None:
+    """Stop the way Ctrl-C does when a SIGINT or SIGTERM waits (queued by signals.queued_stops)."""
+    if take_stop() is not None:
+        raise KeyboardInterrupt
+
+
 def _open_browser(url: str) -> None:
     unblock_in_this_thread()  # the browser it may start inherits this thread's signal mask
     webbrowser.open(url)
@@ -266,8 +271,7 @@ def explore(run: str, *, host: str = "127.0.0.1", port: int = 8765, open_browser
     server = bind(host, port)
     try:
         server.attach(load_space(run))
-        if take_stop() is not None:  # Ctrl-C while the run loaded: no URL for a page that is gone
-            raise KeyboardInterrupt
+        _stop_if_asked()  # a Ctrl-C while the run loaded: no URL for a page that is gone
         print(f"vae-explore: {run} at {server.url} (Ctrl-C stops)", flush=True)
         if open_browser:
             threading.Thread(target=_open_browser, args=(server.url,), daemon=True).start()
